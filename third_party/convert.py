@@ -54,13 +54,18 @@ class Converter:
   Attributes:
     build: ``build(**overrides) -> flax.linen.Module``.
     convert: ``convert(state_dict, source) -> variables`` (strict; raises CheckpointError).
-    example_inputs: ``example_inputs(batch_size) -> tuple`` of NumPy arrays for ``__call__``.
+    example_inputs: ``example_inputs(batch_size, **overrides) -> tuple`` of NumPy arrays for
+      ``__call__`` of ``build(**overrides)``.
     inputs_doc: channel order, value range and layout the module expects (NHWC float32).
+    infer_overrides: optional ``infer_overrides(state_dict, source) -> dict`` of ``build`` arguments
+      read off a checkpoint whose architecture varies (e.g. a discriminator's number of scales), so
+      the CLI builds and checks the module the file actually describes.
   """
   build: Callable[..., Any]
   convert: Callable[[Mapping[str, np.ndarray], str], dict]
-  example_inputs: Callable[[int], tuple]
+  example_inputs: Callable[..., tuple]
   inputs_doc: str
+  infer_overrides: Callable[[Mapping[str, np.ndarray], str], dict] | None = None
 
 
 def _registry_entry(kind: str) -> Converter:
@@ -107,12 +112,13 @@ def example_inputs(kind: str, batch_size: int = 1) -> tuple:
   return _registry_entry(kind).example_inputs(batch_size)
 
 
-def check_variables_fit(kind: str, variables: Mapping[str, Any], module: Any = None) -> None:
-  """Raises CheckpointError unless ``variables`` has exactly the structure and shapes of the module."""
+def check_variables_fit(kind: str, variables: Mapping[str, Any], **overrides) -> None:
+  """Raises CheckpointError unless ``variables`` has exactly the structure and shapes of
+  ``module_for(kind, **overrides)``."""
   import jax  # pylint: disable=g-import-not-at-top
   entry = _registry_entry(kind)
-  module = module if module is not None else entry.build()
-  inputs = entry.example_inputs(1)
+  module = entry.build(**overrides)
+  inputs = entry.example_inputs(1, **overrides)
   expected = jax.eval_shape(lambda: module.init(jax.random.key(0), *inputs))
   exp = {jax.tree_util.keystr(p): tuple(x.shape) for p, x in jax.tree_util.tree_leaves_with_path(expected)}
   got = {jax.tree_util.keystr(p): tuple(np.shape(x)) for p, x in jax.tree_util.tree_leaves_with_path(variables)}
@@ -132,8 +138,10 @@ def convert_file(kind: str, input_path: str, output_dir: str, overwrite: bool = 
   from talkjax import checkpoints  # pylint: disable=g-import-not-at-top
   from third_party.converters.torch_io import load_torch_file  # pylint: disable=g-import-not-at-top
   sd = load_torch_file(input_path)
-  variables = _registry_entry(kind).convert(sd, os.fspath(input_path))
-  check_variables_fit(kind, variables)
+  entry = _registry_entry(kind)
+  variables = entry.convert(sd, os.fspath(input_path))
+  overrides = entry.infer_overrides(sd, os.fspath(input_path)) if entry.infer_overrides else {}
+  check_variables_fit(kind, variables, **overrides)
   return checkpoints.save_variables(output_dir, variables, overwrite=overwrite)
 
 
