@@ -7,6 +7,12 @@ import os
 import tempfile
 from collections.abc import Iterator
 
+# mkstemp creates files readable by the owner only; finished outputs get the usual permissions
+# (0666 minus the process umask), read once at import because os.umask can only be read by setting it.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iterator[str]:
@@ -25,6 +31,7 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     suffix = os.path.splitext(base)[1]
   fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".partial{suffix}", dir=directory)
   os.close(fd)
+  os.chmod(tmp, _FILE_MODE)
   try:
     yield tmp
     os.replace(tmp, path)

@@ -1,0 +1,2 @@
+"""Data for talkjax: the synthetic talking-face corpus (``talkjax.data.synthetic``), preprocessing to
+ArrayRecord, Grain loaders and samplers, and the embedded-corpus cache."""
