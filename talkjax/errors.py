@@ -45,3 +45,11 @@ class CheckpointError(TalkjaxError, ValueError):
 
 class ConfigError(TalkjaxError, ValueError):
   """An experiment configuration is invalid (unknown name, field or variant)."""
+
+
+class ArgumentError(TalkjaxError, ValueError):
+  """A function argument is invalid (wrong value, type or combination)."""
+
+
+class ShapeError(ArgumentError):
+  """An array argument has the wrong shape, rank or dtype."""
