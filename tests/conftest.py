@@ -19,3 +19,22 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def repo_root() -> str:
   return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# A tiny preprocessed synthetic corpus (3 speakers x 2 clips x 2 s, with pairs), built once per test
+# session and shared by the xdist workers through the embedded-corpus cache lock.
+TINY_CORPUS = dict(speakers=3, clips=2, duration=2.0, video_size=128, size=96, face_size=128)
+
+
+def _shared_dir(tmp_path_factory) -> str:
+  base = tmp_path_factory.getbasetemp()
+  # Under xdist every worker has its own basetemp below a common parent: share the parent.
+  return str(base.parent / "talkjax-data" if os.environ.get("PYTEST_XDIST_WORKER") else base / "talkjax-data")
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> str:
+  """Root of a preprocessed tiny synthetic corpus (train and eval splits)."""
+  from talkjax.data import embedded  # pylint: disable=g-import-not-at-top
+  return embedded.ensure_corpus(_shared_dir(tmp_path_factory), preset="runlocal", progress=False, workers=0,
+                                **TINY_CORPUS)
