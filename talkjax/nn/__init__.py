@@ -7,6 +7,8 @@
 - :mod:`talkjax.nn.adaat`: DINet/G4G per-channel affine deformation.
 - :mod:`talkjax.nn.attention`: PyTorch-equivalent post-norm transformer encoder, 1x1 cross-attention.
 - :mod:`talkjax.nn.ops`: PixelShuffle and its inverse, PyTorch-exact nearest/bilinear resizing.
+- :mod:`talkjax.nn.conv_blocks`: Wav2Lip's conv blocks (conv + BatchNorm (+ residual) + activation,
+  transposed conv block, no-norm conv), a PyTorch-exact BatchNorm and ConvTranspose.
 """
 
 from talkjax.nn.adaat import AdaAT, adaat_transform, affine_channel_grids
@@ -14,6 +16,7 @@ from talkjax.nn.attention import (SpatialCrossAttention, TorchMultiheadAttention
                                   TransformerEncoderLayer)
 from talkjax.nn.blur import (blurred_lower_half_mask, gaussian_blur, gaussian_kernel1d, lower_half_mask,
                              mask_lower_half)
+from talkjax.nn.conv_blocks import BatchNorm, ConvAct, ConvBNAct, ConvTranspose, ConvTransposeBNAct
 from talkjax.nn.dynamic_conv import DynamicConv, dynamic_conv
 from talkjax.nn.norms import (AdaIN, AdaINBlock, IPLAPSPADE, IPLAPSPADEBlock, SPADE, SPADEResBlock,
                               instance_norm)
@@ -26,6 +29,7 @@ __all__ = [
     "AdaAT", "adaat_transform", "affine_channel_grids",
     "SpatialCrossAttention", "TorchMultiheadAttention", "TransformerEncoder", "TransformerEncoderLayer",
     "blurred_lower_half_mask", "gaussian_blur", "gaussian_kernel1d", "lower_half_mask", "mask_lower_half",
+    "BatchNorm", "ConvAct", "ConvBNAct", "ConvTranspose", "ConvTransposeBNAct",
     "DynamicConv", "dynamic_conv",
     "AdaIN", "AdaINBlock", "IPLAPSPADE", "IPLAPSPADEBlock", "SPADE", "SPADEResBlock", "instance_norm",
     "ArgumentError", "ShapeError", "pixel_shuffle", "pixel_unshuffle", "resize_bilinear", "resize_nearest",

@@ -160,9 +160,12 @@ def conv_transpose_kernel(w: np.ndarray) -> np.ndarray:
 
   With ``transpose_kernel=True`` Flax computes the gradient-of-conv form that PyTorch's
   ConvTranspose2d computes, expecting the kernel laid out as the *forward* conv it is the transpose
-  of: (kh, kw, Cout, Cin).
+  of: (kh, kw, Cout, Cin). No spatial flip is needed (verified against PyTorch, including
+  ``output_padding``, in tests/test_models_wav2lip.py). 1-D and 3-D weights map the same way:
+  (Cin, Cout, *k) -> (*k, Cout, Cin).
   """
-  return np.transpose(w, (2, 3, 1, 0))
+  nd = w.ndim - 2
+  return np.transpose(w, tuple(range(2, 2 + nd)) + (1, 0))
 
 
 def linear_kernel(w: np.ndarray) -> np.ndarray:
