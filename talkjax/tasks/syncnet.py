@@ -1,0 +1,397 @@
+"""Task ``syncnet``: Wav2Lip's lip-sync expert (``SyncNet_color``) trained on talking-face data.
+
+The expert (:class:`talkjax.models.wav2lip.SyncNetColor`) embeds a mel window ``(80, 16, 1)`` and the
+lower halves of 5 consecutive 96x96 face crops stacked on channels ``(48, 96, 15)``, BGR in [0, 1] (the
+layout of the published ``lipsync_expert.pth``, so a converted checkpoint can be fine-tuned here and an
+expert trained here can replace it). Both embeddings are ReLU outputs with unit L2 norm, so their
+cosine similarity is in [0, 1] and *is* the probability "in sync"; the loss is Wav2Lip's BCE on it.
+
+Training data: the ``syncnet`` sampler (:class:`talkjax.data.samplers.SyncNetSampler`): 5 lower halves
+with the mel window starting at the first frame (label 1) or at a frame of the same segment at least
+``data.min_shift`` frames away (label 0), labels 50/50 per example, RGB uint8. The conversion to the
+expert's input (BGR, [0, 1], frames stacked frame-major on channels) happens on the device
+(:func:`expert_face_input`).
+
+The 0.69 trap (users of Wav2Lip's ``color_syncnet_train.py`` see the BCE sit at ln 2 for tens of
+thousands of steps): what this task changes and why is measured in BUILD_NOTES.md ("syncnet_expert").
+The knobs, all in the config:
+
+- ``loss.balance``: each batch's BCE is the mean of the positives' mean and the negatives' mean, so a
+  batch with 27 positives and 37 negatives cannot be "solved" by shifting every probability towards
+  the majority label (with 50/50 labels per example that drift is what the first steps learn).
+- ``model.head``: ``"cosine"`` (Wav2Lip: p = cos) or ``"scaled"`` (p = sigmoid(s * cos + b) with a
+  learnable s, b in a separate network ``sync_head``, so the exported ``syncnet`` variables keep
+  Wav2Lip's layout; the generator's sync loss then needs the head too: see :func:`sync_probability`).
+- ``optim.syncnet``: learning rate and warm-up.
+- ``data.min_shift``: negatives at least this many frames off (Wav2Lip took any other window,
+  including 1-frame shifts that look and sound almost the same).
+
+Evaluators (``config.evals.<name>.type``): ``"sync"`` (held-out accuracy at threshold 0.5, BCE,
+balanced accuracy, ROC AUC, mean probability of in/off-sync pairs) and ``"lse"`` (LSE-C/LSE-D with the
+expert on every held-out clip, and the same clips with the audio shifted: the acceptance check).
+
+Using a trained expert as another config's sync loss: :func:`export_expert` (or ``python -m
+talkjax.tasks.syncnet --workdir=W --output=DIR``) writes the ``syncnet`` network's variables; the
+generator config points its ``frozen.syncnet`` field at ``DIR`` and its task declares
+:func:`frozen_expert` and calls :func:`generator_sync_loss`.
+
+Config fields read here: ``data.image_size``, ``model.{width_divisor, head, scale_init}``,
+``loss.balance``, ``loss_weights.bce``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import sys
+from typing import Any, Iterator
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from talkjax import checkpoints
+from talkjax.errors import ConfigError
+from talkjax.metrics import sync_expert
+from talkjax.metrics.sync_expert import expert_face_input
+from talkjax.models import wav2lip
+from talkjax.tasks import Aux, FrozenNet, LossContext, Player
+
+EXPERT = "syncnet"          # the trained network's name in the train state (and export)
+HEAD = "sync_head"          # the optional learnable scale/offset on the cosine
+T = wav2lip.SYNC_T
+SIZE = wav2lip.FACE_SIZE
+HEADS = ("cosine", "scaled")
+
+
+# --- Model, head and loss ------------------------------------------------------------------------------
+
+
+class SyncHead(nn.Module):
+  """``p = sigmoid(exp(log_scale) * cos + bias)``: a learnable temperature and offset on the cosine.
+
+  Initialised so that ``p(cos = centre) = 0.5`` with slope ``scale`` (``scale_init``); the scale is
+  parametrised by its log so it stays positive.
+  """
+  scale_init: float = 10.0
+  centre: float = 0.5
+
+  @nn.compact
+  def __call__(self, cos: jax.Array) -> jax.Array:
+    log_scale = self.param("log_scale", nn.initializers.constant(math.log(self.scale_init)), ())
+    bias = self.param("bias", nn.initializers.constant(-self.scale_init * self.centre), ())
+    return jnp.exp(log_scale) * cos + bias       # the logit
+
+
+def _check_config(config) -> None:
+  size = int(config.data.get("image_size") or 0)
+  if size != SIZE:
+    raise ConfigError(f"config.data.image_size = {size}: the expert SyncNet takes the lower halves of "
+                      f"{SIZE}x{SIZE} crops; set it to {SIZE} (the sampler resizes the stored crops)")
+  if config.model.head not in HEADS:
+    raise ConfigError(f"config.model.head: unknown {config.model.head!r}; valid: {', '.join(HEADS)}")
+  if config.loss.balance not in (True, False):
+    raise ConfigError(f"config.loss.balance must be true or false, got {config.loss.balance!r}")
+
+
+def sampler(config) -> str:
+  del config
+  return "syncnet"
+
+
+def batch_spec(config) -> dict[str, jax.ShapeDtypeStruct]:
+  _check_config(config)
+  return {"faces": jax.ShapeDtypeStruct((T, SIZE - SIZE // 2, SIZE, 3), jnp.uint8),
+          "mel": jax.ShapeDtypeStruct((80, 16, 1), jnp.float32),
+          "label": jax.ShapeDtypeStruct((), jnp.float32)}
+
+
+def networks(config) -> dict[str, nn.Module]:
+  _check_config(config)
+  nets = {EXPERT: wav2lip.SyncNetColor(width_divisor=int(config.model.width_divisor))}
+  if config.model.head == "scaled":
+    nets[HEAD] = SyncHead(scale_init=float(config.model.scale_init))
+  return nets
+
+
+def torch_default_init(abstract: Any, rng: jax.Array) -> Any:
+  """PyTorch's default initialisation of a Conv+BatchNorm network, drawn in one random call.
+
+  Conv kernels and biases ``U(+-1/sqrt(fan_in))`` (``kaiming_uniform_(a=sqrt(5))`` and PyTorch's
+  bias rule; fan_in = kh * kw * C_in of the layer's kernel), BatchNorm scale 1, bias 0, running mean
+  0, variance 1. The same distribution as the modules' own initialisers, but XLA:CPU compiles each
+  ``jax.random`` call of an init separately: the expert's 40-odd calls took 80-100 s to compile on
+  this machine, one call takes seconds.
+  """
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(abstract)
+  names = [jax.tree_util.keystr(p) for p, _ in leaves]
+  kernels = {n[:-len("['kernel']")]: leaf.shape for n, (_, leaf) in zip(names, leaves) if n.endswith("['kernel']")}
+  total = sum(math.prod(leaf.shape) for _, leaf in leaves)
+  draw = jax.random.uniform(rng, (total,), jnp.float32, -1.0, 1.0)
+  out, offset = [], 0
+  for name, (_, leaf) in zip(names, leaves):
+    size = math.prod(leaf.shape)
+    parent = name.rsplit("[", 1)[0]
+    if name.endswith("['kernel']"):
+      bound = 1.0 / math.sqrt(math.prod(leaf.shape[:-1]))
+      value = draw[offset:offset + size].reshape(leaf.shape) * bound
+    elif name.endswith("['bias']") and parent in kernels:
+      bound = 1.0 / math.sqrt(math.prod(kernels[parent][:-1]))
+      value = draw[offset:offset + size].reshape(leaf.shape) * bound
+    elif name.endswith("['scale']") or name.endswith("['var']"):
+      value = jnp.ones(leaf.shape, leaf.dtype)
+    elif name.endswith("['bias']") or name.endswith("['mean']"):
+      value = jnp.zeros(leaf.shape, leaf.dtype)
+    else:
+      raise ValueError(f"torch_default_init: no rule for {name}")
+    out.append(value.astype(leaf.dtype))
+    offset += size
+  return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def init(config, nets, rng, batch):
+  expert = nets[EXPERT]
+  face = expert_face_input(batch["faces"])
+  abstract = jax.eval_shape(functools.partial(expert.init, train=False), rng, batch["mel"], face)
+  variables = {EXPERT: torch_default_init(abstract, rng)}
+  if HEAD in nets:
+    variables[HEAD] = nets[HEAD].init(rng, jnp.zeros((1,), jnp.float32))
+  del config
+  return variables
+
+
+def bce_terms(p_or_logit: jax.Array, labels: jax.Array, *, logits: bool) -> jax.Array:
+  """Per-example BCE. Probabilities are clipped to [0, 1] and each log to >= -100 (``nn.BCELoss``)."""
+  y = labels.astype(jnp.float32)
+  if logits:
+    return jax.nn.softplus(p_or_logit) - y * p_or_logit
+  p = jnp.clip(p_or_logit, 0.0, 1.0)
+  return -(y * jnp.maximum(jnp.log(p), -100.0) + (1.0 - y) * jnp.maximum(jnp.log1p(-p), -100.0))
+
+
+def balanced_mean(values: jax.Array, labels: jax.Array) -> jax.Array:
+  """Mean of the positives' mean and the negatives' mean; the plain mean if a class is absent."""
+  y = labels.astype(jnp.float32)
+  n_pos, n_neg = jnp.sum(y), jnp.sum(1.0 - y)
+  both = (n_pos > 0) & (n_neg > 0)
+  pos = jnp.sum(values * y) / jnp.maximum(n_pos, 1.0)
+  neg = jnp.sum(values * (1.0 - y)) / jnp.maximum(n_neg, 1.0)
+  return jnp.where(both, 0.5 * (pos + neg), jnp.mean(values))
+
+
+def sync_probability(cos: jax.Array, head_params: Any = None, head: SyncHead | None = None) -> jax.Array:
+  """The expert's probability "in sync": the cosine itself (Wav2Lip), or the head's sigmoid."""
+  if head_params is None:
+    return jnp.clip(cos, 0.0, 1.0)
+  return jax.nn.sigmoid((head or SyncHead()).apply({"params": head_params}, cos))
+
+
+def embed(expert: wav2lip.SyncNetColor, variables: dict, mel: jax.Array, face: jax.Array,
+          train: bool) -> tuple[jax.Array, jax.Array, dict]:
+  """``(audio_embedding, face_embedding, new batch_stats or {})``."""
+  if train:
+    (a, v), updates = expert.apply(variables, mel, face, train=True, mutable=["batch_stats"])
+    return a, v, updates["batch_stats"]
+  a, v = expert.apply(variables, mel, face, train=False)
+  return a, v, {}
+
+
+def _preview(faces: jax.Array) -> jax.Array:
+  """The 5 lower halves side by side, RGB in [0, 1]: ``(B, 48, 480, 3)``."""
+  x = faces.astype(jnp.float32) / 255.0
+  return jnp.concatenate([x[:, k] for k in range(x.shape[1])], axis=2)
+
+
+def players(config, nets) -> list[Player]:
+  expert = nets[EXPERT]
+  head = nets.get(HEAD)
+  balance = bool(config.loss.balance)
+  owned = (EXPERT, HEAD) if head is not None else (EXPERT,)
+
+  def loss_fn(params, ctx: LossContext):
+    labels = ctx.batch["label"]
+    face = expert_face_input(ctx.batch["faces"])
+    variables = {"params": params[EXPERT], "batch_stats": ctx.batch_stats[EXPERT]}
+    a, v, stats = embed(expert, variables, ctx.batch["mel"], face, ctx.train)
+    cos = wav2lip.cosine_similarity(a, v)
+    if head is not None:
+      logit = head.apply({"params": params[HEAD]}, cos)
+      per_example = bce_terms(logit, labels, logits=True)
+      p = jax.nn.sigmoid(logit)
+    else:
+      p = jnp.clip(cos, 0.0, 1.0)
+      per_example = bce_terms(p, labels, logits=False)
+    bce = jnp.mean(per_example)
+    objective = balanced_mean(per_example, labels) if balance else bce
+    y = labels.astype(jnp.float32)
+    terms = {
+        "bce": bce,
+        "accuracy": jnp.mean(((p > 0.5) == (y > 0.5)).astype(jnp.float32)),
+        "p_in_sync": jnp.sum(p * y) / jnp.maximum(jnp.sum(y), 1.0),
+        "p_off_sync": jnp.sum(p * (1 - y)) / jnp.maximum(jnp.sum(1 - y), 1.0),
+        "cos_mean": jnp.mean(cos),
+    }
+    aux = Aux(terms=terms, batch_stats={EXPERT: stats} if stats else {},
+              images={"faces": _preview(ctx.batch["faces"])})
+    return ctx.weights["bce"] * objective, aux
+
+  return [Player("expert", owned, loss_fn)]
+
+
+def initial_weights(config) -> dict[str, float]:
+  return {"bce": float(config.loss_weights.bce)}
+
+
+# --- Evaluators -------------------------------------------------------------------------------------------
+
+
+class SyncEvaluator:
+  """Type ``"sync"``: the expert on ``num_batches`` held-out batches (eval mode, running statistics).
+
+  Yields ``accuracy`` (in-sync vs off-sync at ``threshold`` on the probability), ``balanced_accuracy``,
+  ``bce`` (Wav2Lip's loss), ``auc``, ``p_in_sync``, ``p_off_sync`` over all examples seen, and
+  ``windows``: the first batch's first 4 windows (5 lower halves side by side).
+  """
+
+  def __init__(self, ctx, num_batches: int = 4, threshold: float = 0.5):
+    if num_batches < 1:
+      raise ConfigError(f"sync evaluator: num_batches must be >= 1, got {num_batches}")
+    self.ctx, self.num_batches, self.threshold = ctx, int(num_batches), float(threshold)
+    expert, head = ctx.nets[EXPERT], ctx.nets.get(HEAD)
+
+    def probabilities(state, batch, frozen):
+      del frozen
+      variables = {"params": state.params[EXPERT], "batch_stats": state.batch_stats[EXPERT]}
+      a, v, _ = embed(expert, variables, batch["mel"], expert_face_input(batch["faces"]), False)
+      cos = wav2lip.cosine_similarity(a, v)
+      return sync_probability(cos, state.params.get(HEAD), head), batch["label"], _preview(batch["faces"][:4])
+
+    self._fn = ctx.compile(probabilities)
+
+  def run(self, train_state) -> Iterator[tuple[str, Any]]:
+    ps, ys, images = [], [], None
+    for batch in self.ctx.batches(self.num_batches):
+      p, y, preview = jax.device_get(self._fn(train_state, batch, self.ctx.frozen))
+      ps.append(np.asarray(p))
+      ys.append(np.asarray(y))
+      images = preview if images is None else images
+    yield from sync_expert.sync_metrics(np.concatenate(ps), np.concatenate(ys), self.threshold).items()
+    yield "windows", np.asarray(images)
+
+
+class LseEvaluator:
+  """Type ``"lse"``: LSE-C / LSE-D with this expert on held-out clips, in sync and with shifted audio.
+
+  Scores every held-out segment of the training data (``config.data``: the embedded corpus or
+  ``data.root``; at most ``max_clips`` if > 0) with :func:`talkjax.metrics.sync_expert.shift_test`.
+  Yields ``lse_c``, ``lse_d``, ``offset_abs`` (mean |AV offset| of the ground-truth clips: 0 for a
+  perfect expert), ``lse_c_shifted``, ``lse_d_shifted``, ``offset_shifted`` (the audio delayed by
+  ``shift`` frames: -shift for a perfect expert) and ``clips_better`` (fraction of clips whose
+  ground-truth LSE-C exceeds the shifted one's; the acceptance asks for 1). A learnable
+  ``sync_head`` is monotone in the cosine, so it does not change these distances and is not used.
+  """
+
+  def __init__(self, ctx, shift: int = 10, max_clips: int = 0, batch_size: int = 64, vshift: int = 15):
+    self.ctx, self.shift, self.max_clips = ctx, int(shift), int(max_clips)
+    self.batch_size, self.vshift = int(batch_size), int(vshift)
+    self._clips = None
+
+  def run(self, train_state) -> Iterator[tuple[str, Any]]:
+    if self._clips is None:  # Read once, on the first evaluation.
+      self._clips = sync_expert.load_clips(dataset_root(self.ctx.config), "eval", self.max_clips or None)
+    variables = jax.device_get({"params": train_state.params[EXPERT],
+                                "batch_stats": train_state.batch_stats[EXPERT]})
+    expert = sync_expert.Expert(self.ctx.nets[EXPERT], variables, batch_size=self.batch_size)
+    report = sync_expert.shift_test(expert, self._clips, shift=self.shift, vshift=self.vshift)
+    yield from report.summary().items()
+
+
+def dataset_root(config) -> str:
+  """The dataset the config trains on (building the embedded corpus if ``data.root`` is None)."""
+  root = config.data.get("root")
+  if root:
+    return str(root)
+  from talkjax.data import embedded  # pylint: disable=g-import-not-at-top
+  return embedded.ensure_corpus(config.data.get("cache_dir"), preset=config.data.get("preset") or "default",
+                                progress=True)
+
+
+def evaluators(config):
+  del config
+  return {"sync": SyncEvaluator, "lse": LseEvaluator}
+
+
+# --- Using the trained expert elsewhere ---------------------------------------------------------------------
+
+
+def export_expert(workdir: str | os.PathLike[str], output: str | os.PathLike[str], *, step: int | None = None,
+                  overwrite: bool = False) -> str:
+  """Writes the trained expert of a ``syncnet`` run (``<workdir>/checkpoints``) as a variables directory.
+
+  The result has the layout of ``third_party.convert --kind=wav2lip_syncnet`` (``params`` and
+  ``batch_stats`` of :class:`~talkjax.models.wav2lip.SyncNetColor`), so everything that takes a
+  converted ``lipsync_expert.pth`` takes it (``frozen.syncnet`` of the generator configs,
+  :func:`talkjax.metrics.sync_expert.load_expert`). ``width_divisor`` is implied by the shapes.
+  """
+  directory = os.path.join(os.path.abspath(os.fspath(workdir)), "checkpoints")
+  return checkpoints.export_network(directory, EXPERT, output, step=step, overwrite=overwrite)
+
+
+def expert_abstract(width_divisor: int = 1) -> Any:
+  """Shapes of :class:`SyncNetColor` variables (for ``FrozenNet.abstract``)."""
+  module = wav2lip.SyncNetColor(width_divisor=width_divisor)
+  return jax.eval_shape(functools.partial(module.init, train=False), jax.random.PRNGKey(0),
+                        jnp.zeros((1, 80, 16, 1)), jnp.zeros((1, SIZE // 2, SIZE, 3 * T)))
+
+
+def frozen_expert(field: str = "frozen.syncnet", *, width_divisor: int = 1, required: bool = True) -> FrozenNet:
+  """The ``FrozenNet`` a generator task declares for its sync loss (variables dir in ``config.<field>``)."""
+  return FrozenNet(name=EXPERT, field=field, convert_kind="wav2lip_syncnet", required=required,
+                   abstract=functools.partial(expert_abstract, width_divisor),
+                   how_to_make="or train one: python -m experiments.train --config=syncnet --workdir=W, then "
+                               "python -m talkjax.tasks.syncnet --workdir=W --output=DIR")
+
+
+def generator_sync_loss(variables: dict, mel: jax.Array, frames: jax.Array, *, width_divisor: int | None = None,
+                        rgb: bool = True) -> jax.Array:
+  """Wav2Lip's generator sync loss: mean BCE(cos(audio, face), 1) with the frozen expert (eval mode).
+
+  Args:
+    variables: the expert's variables (``ctx.frozen["syncnet"]``).
+    mel: ``(B, 80, 16, 1)`` the window of the first of the 5 frames (the ``wav2lip`` sampler's ``mel``).
+    frames: ``(B, 5, H, W, 3)`` generated frames in [0, 1] (square crops or their lower halves; see
+      :func:`expert_face_input`).
+    width_divisor: the expert's; None reads it from the variables' shapes.
+    rgb: the frames are RGB (talkjax's convention) rather than BGR.
+  """
+  if width_divisor is None:
+    width_divisor = sync_expert.width_divisor_of(variables)
+  expert = wav2lip.SyncNetColor(width_divisor=width_divisor)
+  a, v = expert.apply(variables, mel, expert_face_input(frames, rgb=rgb), train=False)
+  return wav2lip.expert_sync_loss(a, v, jnp.ones(a.shape[:1]))
+
+
+def main(argv: list[str] | None = None) -> int:
+  """``python -m talkjax.tasks.syncnet --workdir=W --output=DIR [--step=N] [--overwrite]``."""
+  import argparse  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser(prog="python -m talkjax.tasks.syncnet",
+                                   description="Export a trained syncnet expert as a variables directory.")
+  parser.add_argument("--workdir", required=True, help="the training run's --workdir")
+  parser.add_argument("--output", required=True, help="variables directory to write")
+  parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+  parser.add_argument("--overwrite", action="store_true")
+  args = parser.parse_args(argv)
+  from talkjax.errors import TalkjaxError  # pylint: disable=g-import-not-at-top
+  try:
+    path = export_expert(args.workdir, args.output, step=args.step, overwrite=args.overwrite)
+  except TalkjaxError as e:
+    print(f"{type(e).__name__}: {e}", file=sys.stderr)
+    return 1
+  print(path)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,353 @@
+"""The lip-sync expert task (talkjax/tasks/syncnet.py) and LSE with the expert (talkjax/metrics/sync_expert.py).
+
+The 2-step ``syncnet:runlocal`` smoke run is tests/test_train_loop.py's parametrised config test.
+"""
+
+import functools
+import types
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from experiments import configs
+from talkjax import audio as audio_lib
+from talkjax import checkpoints
+from talkjax.errors import CheckpointError, ConfigError, ShapeError
+from talkjax.metrics import lse
+from talkjax.metrics import sync_expert as sx
+from talkjax.models import wav2lip
+from talkjax.tasks import LossContext
+from talkjax.tasks import syncnet as task
+from talkjax.train.state import TrainState
+
+DIV = 16   # tiny widths: 2..32 channels
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  """A tiny expert: config, networks, variables and a random batch (4 windows, labels 1, 0, 0, 0)."""
+  config = configs.get_config("syncnet:tiny", {"model.width_divisor": DIV})
+  nets = task.networks(config)
+  rng = np.random.default_rng(0)
+  batch = {"faces": rng.integers(0, 256, (4, 5, 48, 96, 3), dtype=np.uint8),
+           "mel": rng.uniform(-4, 4, (4, 80, 16, 1)).astype(np.float32),
+           "label": np.array([1, 0, 0, 0], np.float32)}
+  example = {k: v[:1] for k, v in batch.items()}
+  variables = jax.jit(lambda r: task.init(config, nets, r, example))(jax.random.PRNGKey(0))
+  expert = sx.Expert(nets["syncnet"], variables["syncnet"], batch_size=4)
+  return types.SimpleNamespace(config=config, nets=nets, variables=variables, batch=batch, expert=expert)
+
+
+# --- Inputs and initialisation ---------------------------------------------------------------------------
+
+
+def test_expert_face_input_stacks_frames_bgr_frame_major():
+  rng = np.random.default_rng(1)
+  frames = rng.integers(0, 256, (2, 5, 48, 96, 3), dtype=np.uint8)
+  x = np.asarray(sx.expert_face_input(jnp.asarray(frames)))
+  chex.assert_shape(x, (2, 48, 96, 15))
+  for t in range(5):
+    for c in range(3):   # channel 3t + c is BGR colour c of frame t
+      np.testing.assert_allclose(x[..., 3 * t + c], frames[:, t, ..., 2 - c] / 255.0, atol=1e-7)
+  # Whole 96x96 crops: the lower half (rows 48..95) is taken; float input is used as it is.
+  full = rng.uniform(0, 1, (2, 5, 96, 96, 3)).astype(np.float32)
+  y = np.asarray(sx.expert_face_input(jnp.asarray(full), rgb=False))
+  np.testing.assert_allclose(y[..., 3:6], full[:, 1, 48:], atol=0)
+  # 128 px crops are resized to 96 first.
+  chex.assert_shape(sx.expert_face_input(jnp.zeros((1, 5, 128, 128, 3), jnp.uint8)), (1, 48, 96, 15))
+  with pytest.raises(ShapeError, match=r"expected \(B, 5, H, W, 3\)"):
+    sx.expert_face_input(jnp.zeros((1, 4, 48, 96, 3)))
+  with pytest.raises(ShapeError, match="square crops or their lower halves"):
+    sx.expert_face_input(jnp.zeros((1, 5, 40, 96, 3)))
+
+
+def test_lower_halves_resize_like_the_sampler():
+  crops = np.random.default_rng(2).integers(0, 256, (3, 128, 128, 3), dtype=np.uint8)
+  out = sx.lower_halves(crops)
+  assert out.shape == (3, 48, 96, 3) and out.dtype == np.uint8
+  from PIL import Image
+  ref = np.asarray(Image.fromarray(crops[1]).resize((96, 96), Image.BILINEAR))[48:]
+  np.testing.assert_array_equal(out[1], ref)
+  with pytest.raises(ShapeError, match="square face crops"):
+    sx.lower_halves(np.zeros((3, 48, 96, 3), np.uint8))
+
+
+def test_torch_default_init_matches_pytorch_bounds_and_module_structure(tiny):
+  v = tiny.variables["syncnet"]
+  module_init = jax.eval_shape(lambda: tiny.nets["syncnet"].init(
+      jax.random.PRNGKey(0), tiny.batch["mel"][:1], jnp.zeros((1, 48, 96, 15)), train=False))
+  assert jax.tree.structure(v) == jax.tree.structure(module_init)
+  chex.assert_trees_all_equal_shapes(v, module_init)
+  conv = v["params"]["face_encoder_0"]["conv"]      # 7x7x15 -> 32 // DIV
+  bound = 1.0 / np.sqrt(7 * 7 * 15)
+  kernel = np.asarray(conv["kernel"])
+  assert np.abs(kernel).max() <= bound and np.abs(kernel).max() > 0.9 * bound
+  assert np.std(kernel) == pytest.approx(bound / np.sqrt(3), rel=0.1)     # U(-b, b)
+  assert np.abs(np.asarray(conv["bias"])).max() <= bound
+  bn = v["params"]["face_encoder_0"]["bn"]
+  np.testing.assert_array_equal(bn["scale"], 1.0)
+  np.testing.assert_array_equal(bn["bias"], 0.0)
+  np.testing.assert_array_equal(v["batch_stats"]["face_encoder_0"]["bn"]["var"], 1.0)
+  # Every layer draws its own values (one draw, sliced): no two kernels start equal.
+  a = np.asarray(v["params"]["face_encoder_2"]["conv"]["kernel"]).ravel()
+  b = np.asarray(v["params"]["face_encoder_3"]["conv"]["kernel"]).ravel()
+  assert a.shape == b.shape and not np.allclose(a, b)
+
+
+def test_config_errors_name_the_field():
+  with pytest.raises(ConfigError, match=r"config.data.image_size = 128: .* set it to 96"):
+    task.batch_spec(configs.get_config("syncnet:tiny", {"data.image_size": 128}))
+  with pytest.raises(ConfigError, match=r"config.model.head: unknown 'softmax'"):
+    task.networks(configs.get_config("syncnet:tiny", {"model.head": "softmax"}))
+
+
+# --- Loss -------------------------------------------------------------------------------------------------
+
+
+def test_bce_and_balanced_mean_on_a_hand_computed_case():
+  p = jnp.array([0.9, 0.2, 0.6, 1.0])
+  y = jnp.array([1.0, 0.0, 0.0, 0.0])
+  per = np.asarray(task.bce_terms(p, y, logits=False))
+  np.testing.assert_allclose(per, [-np.log(0.9), -np.log(0.8), -np.log(0.4), 100.0], rtol=1e-6)
+  # nn.BCELoss (the PyTorch reference): same values, clamped logs included.
+  ref = torch.nn.functional.binary_cross_entropy(torch.tensor(np.asarray(p)), torch.tensor(np.asarray(y)),
+                                                 reduction="none").numpy()
+  np.testing.assert_allclose(per, ref, rtol=1e-6)
+  balanced = float(task.balanced_mean(jnp.asarray(per), y))
+  assert balanced == pytest.approx(0.5 * -np.log(0.9) + 0.5 * (-np.log(0.8) - np.log(0.4) + 100.0) / 3, rel=1e-6)
+  # Logit form: softplus(z) - y z = BCE(sigmoid(z), y).
+  z = jnp.array([2.0, -1.0, 0.3, 0.0])
+  np.testing.assert_allclose(task.bce_terms(z, y, logits=True),
+                             task.bce_terms(jax.nn.sigmoid(z), y, logits=False), rtol=1e-5)
+
+
+def test_balanced_mean_gives_each_class_half_the_weight():
+  y = jnp.array([1.0, 0.0, 0.0, 0.0])
+  weights = np.asarray(jax.grad(task.balanced_mean)(jnp.ones(4), y))
+  np.testing.assert_allclose(weights, [0.5, 1 / 6, 1 / 6, 1 / 6], rtol=1e-6)
+  # A batch of one class: the plain mean.
+  np.testing.assert_allclose(jax.grad(task.balanced_mean)(jnp.ones(4), jnp.zeros(4)), [0.25] * 4, rtol=1e-6)
+  assert float(task.balanced_mean(jnp.array([1.0, 3.0]), jnp.array([1.0, 1.0]))) == pytest.approx(2.0)
+
+
+def test_task_loss_equals_bce_on_the_cosine_computed_by_hand(tiny):
+  (player,) = task.players(tiny.config, tiny.nets)
+  assert player.networks == ("syncnet",) and tiny.config.loss.balance
+  params = {"syncnet": tiny.variables["syncnet"]["params"]}
+  stats = {"syncnet": tiny.variables["syncnet"]["batch_stats"]}
+  ctx = LossContext(batch_stats=stats, frozen={}, batch=jax.tree.map(jnp.asarray, tiny.batch),
+                    rng=jax.random.PRNGKey(0), step=jnp.int32(0), weights={"bce": jnp.float32(1.0)}, carry={},
+                    train=False)
+  loss, aux = jax.jit(lambda p: player.loss_fn(p, ctx))(params)
+  # By hand: the two embeddings (eval mode), their cosine, BCE.
+  a, v = tiny.expert.embed_mels(tiny.batch["mel"]), tiny.expert.embed_faces(tiny.batch["faces"])
+  cos = np.sum(a * v, -1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(v, axis=-1)
+  y = tiny.batch["label"]
+  per = -(y * np.log(cos) + (1 - y) * np.log(1 - cos))
+  # The objective is balanced: the one positive weighs as much as the three negatives together; the
+  # logged "bce" is Wav2Lip's plain mean.
+  assert float(loss) == pytest.approx(0.5 * per[0] + 0.5 * per[1:].mean(), rel=1e-4)
+  assert float(aux.terms["bce"]) == pytest.approx(per.mean(), rel=1e-4)
+  assert float(wav2lip.expert_sync_loss(jnp.asarray(a), jnp.asarray(v), jnp.asarray(y))) == pytest.approx(
+      per.mean(), rel=1e-4)
+  assert float(aux.terms["p_in_sync"]) == pytest.approx(cos[0], rel=1e-4)
+  assert float(aux.terms["p_off_sync"]) == pytest.approx(cos[1:].mean(), rel=1e-4)
+  assert float(aux.terms["accuracy"]) == pytest.approx(np.mean((cos > 0.5) == (y > 0.5)))
+  assert aux.batch_stats == {}
+  chex.assert_shape(aux.images["faces"], (4, 48, 480, 3))
+
+
+def test_generator_sync_loss_is_bce_against_label_one(tiny):
+  frames = tiny.batch["faces"][:2].astype(np.float32) / 255.0     # generated frames: float in [0, 1]
+  got = jax.jit(task.generator_sync_loss)(
+      tiny.variables["syncnet"], jnp.asarray(tiny.batch["mel"][:2]), jnp.asarray(frames))
+  p = tiny.expert.probabilities(tiny.batch["faces"][:2], tiny.batch["mel"][:2])
+  assert float(got) == pytest.approx(-np.mean(np.log(p)), rel=1e-4)
+
+
+def test_scaled_head_starts_at_probability_one_half_at_its_centre():
+  head = task.SyncHead(scale_init=10.0)
+  params = head.init(jax.random.PRNGKey(0), jnp.zeros(1))["params"]
+  p = task.sync_probability(jnp.array([0.5, 0.6, 0.4]), params, head)
+  np.testing.assert_allclose(p, [0.5, 1 / (1 + np.exp(-1.0)), 1 / (1 + np.exp(1.0))], rtol=1e-5)
+  np.testing.assert_allclose(task.sync_probability(jnp.array([1.2, -0.1, 0.3])), [1.0, 0.0, 0.3])
+
+
+# --- Evaluation -------------------------------------------------------------------------------------------
+
+
+def test_sync_metrics_on_a_constructed_case():
+  p = np.array([0.9, 0.7, 0.4, 0.6, 0.2, 0.1])
+  y = np.array([1, 1, 1, 0, 0, 0])
+  m = sx.sync_metrics(p, y)
+  assert m["accuracy"] == pytest.approx(4 / 6)            # 0.4 (pos) and 0.6 (neg) are wrong
+  assert m["balanced_accuracy"] == pytest.approx(0.5 * (2 / 3 + 2 / 3))
+  assert m["auc"] == pytest.approx(8 / 9)                 # 8 of the 9 (pos, neg) pairs ranked right
+  assert m["bce"] == pytest.approx(-np.mean(np.log([0.9, 0.7, 0.4, 0.4, 0.8, 0.9])))
+  assert (m["p_in_sync"], m["p_off_sync"]) == pytest.approx((2.0 / 3, 0.3))
+  assert sx.roc_auc(np.array([0.5, 0.5, 0.5]), np.array([1, 0, 0])) == pytest.approx(0.5)   # ties
+  assert sx.sync_metrics(np.array([0.7]), np.array([1]))["accuracy"] == 1.0
+
+
+def test_sync_evaluator_on_windows_paired_with_both_labels(tiny):
+  # Each window appears twice, once labelled in sync and once off: whatever the network says, the
+  # accuracy is exactly 1/2, the AUC 1/2 and both classes' mean probabilities are equal.
+  b = tiny.batch
+  batch = {"faces": np.concatenate([b["faces"], b["faces"]]), "mel": np.concatenate([b["mel"], b["mel"]]),
+           "label": np.array([1, 1, 1, 1, 0, 0, 0, 0], np.float32)}
+  state = TrainState(step=jnp.int32(0), rng=jax.random.PRNGKey(0), params={"syncnet": tiny.variables["syncnet"]["params"]},
+                     batch_stats={"syncnet": tiny.variables["syncnet"]["batch_stats"]}, opt_state={}, weights={})
+  ctx = types.SimpleNamespace(nets=tiny.nets, frozen={}, compile=jax.jit,
+                              batches=lambda n: iter([jax.tree.map(jnp.asarray, batch)] * n))
+  results = dict(task.SyncEvaluator(ctx, num_batches=2).run(state))
+  assert results["accuracy"] == pytest.approx(0.5)
+  assert results["auc"] == pytest.approx(0.5)
+  assert results["p_in_sync"] == pytest.approx(results["p_off_sync"])
+  chex.assert_shape(results["windows"], (4, 48, 480, 3))
+  p = tiny.expert.probabilities(b["faces"], b["mel"])
+  assert results["p_in_sync"] == pytest.approx(p.mean(), rel=1e-5)
+  assert results["accuracy"] == sx.sync_metrics(np.concatenate([p, p]), batch["label"])["accuracy"]
+
+
+# --- LSE with the expert ---------------------------------------------------------------------------------
+
+
+class CodeExpert:
+  """A synthetic "expert" with known embeddings: frame t of a clip is painted with grey level
+  ``codes[t]`` and mel column j holds ``codes[frame of j]``; both embed to the one-hot vector of their
+  code (window: its first frame / first column), silence (-4) to the last unit vector."""
+
+  def __init__(self, num_codes):
+    self.n = num_codes
+
+  def _onehot(self, idx):
+    return np.eye(self.n + 1)[idx]
+
+  def embed_faces(self, frames):
+    return self._onehot(frames[:, 0, 0, 0, 0].astype(int))
+
+  def embed_mels(self, mels):
+    first = mels[:, 0, 0, 0]
+    return self._onehot(np.where(first <= sx.SILENCE, self.n, np.rint(first).astype(int)))
+
+
+def _coded_clip(num_frames=60, seed=0):
+  codes = np.random.default_rng(seed).permutation(num_frames).astype(np.uint8) % 200
+  faces = np.broadcast_to(codes[:, None, None, None], (num_frames, 48, 96, 3)).astype(np.uint8)
+  mel_frames = audio_lib.num_mel_frames(num_frames * 640)
+  frame_of = _frame_of(mel_frames, num_frames)
+  mel = np.broadcast_to(codes[frame_of].astype(np.float32), (80, mel_frames)).copy()
+  return faces, mel, codes
+
+
+@pytest.mark.parametrize("delay", [0, 3, 10, -7])
+def test_lse_detects_a_planted_offset(delay):
+  faces, mel, codes = _coded_clip()
+  # Delaying the audio by d frames (d * 3.2 mel frames: whole frames only where 80 d / 25 is an integer).
+  shifted = sx.shift_mel(mel, delay) if delay % 5 == 0 else _roll_frames(mel, codes, delay)
+  score = sx.score_windows(CodeExpert(200), faces, shifted)
+  assert score.offset == -delay
+  assert score.num_windows == 60 - 5
+  assert score.mean_distances.shape == (31,)
+  # With one-hot codes the matching offset has distance 0 except where the audio left the clip.
+  assert score.lse_d == pytest.approx(abs(delay) / 55 if delay else 0.0, abs=1e-12)
+
+
+def _frame_of(mel_frames, num_frames):
+  # The last frame whose window starts at or before mel column j: max v with int(80 v / 25) <= j.
+  j = np.arange(mel_frames)
+  return np.minimum(-((-(j + 1) * 25) // 80) - 1, num_frames - 1)
+
+
+def _roll_frames(mel, codes, delay):
+  frame_of = _frame_of(mel.shape[1], len(codes))
+  src = frame_of - delay
+  out = np.where((src >= 0) & (src < len(codes)), codes[np.clip(src, 0, len(codes) - 1)], -4.0)
+  return np.broadcast_to(out.astype(np.float32), mel.shape).copy()
+
+
+def test_lse_confidence_drops_when_the_audio_is_shifted():
+  faces, mel, _ = _coded_clip(seed=3)
+  clip = sx.Clip(key="coded", faces=faces, mel=mel)
+  report = sx.shift_test(CodeExpert(200), [clip], shift=10)
+  truth, shifted = report.truth[0], report.shifted[0]
+  assert (truth.offset, shifted.offset) == (0, -10)
+  # mdist is 1 at every non-matching offset: LSE-C = 1 - min.
+  assert truth.lse_c == pytest.approx(1.0) and truth.lse_d == pytest.approx(0.0)
+  assert shifted.lse_d == pytest.approx(10 / 55) and shifted.lse_c == pytest.approx(1 - 10 / 55)
+  summary = report.summary()
+  assert summary["clips_better"] == 1.0 and summary["offset_shifted"] == -10.0
+  assert "not better" not in report.table()
+
+
+def test_cosine_distances_equal_one_minus_cosine_with_zero_padding():
+  rng = np.random.default_rng(4)
+  v, a = rng.normal(size=(6, 8)), rng.normal(size=(6, 8))
+  d = sx.cosine_distances(v, a, vshift=2)
+  chex.assert_shape(d, (6, 5))
+  cos = lambda x, y: x @ y / np.linalg.norm(x) / np.linalg.norm(y)  # noqa: E731
+  for i in range(6):
+    for k in range(5):
+      j = i + k - 2
+      assert d[i, k] == pytest.approx(1 - cos(v[i], a[j]) if 0 <= j < 6 else 1.0)
+  # The score is joonson's rule on these distances (lse.score_from_distances, reused).
+  s = lse.score_from_distances(d, 2)
+  assert s.lse_d == pytest.approx(d.mean(0).min())
+
+
+def test_shift_mel_equals_the_mel_of_delayed_audio():
+  wav = np.random.default_rng(5).normal(0, 0.1, 16000 * 2).astype(np.float32)
+  delayed = np.concatenate([np.zeros(6400, np.float32), wav])[:wav.size]   # 10 frames at 25 fps
+  ref = audio_lib.melspectrogram(delayed)
+  got = sx.shift_mel(audio_lib.melspectrogram(wav), 10)
+  # Away from the junction (the STFT window straddles it for +-2 frames) and from the end (where the
+  # delayed clip's STFT runs into its padding) the columns are equal.
+  np.testing.assert_allclose(got[:, 35:159], ref[:, 35:159], atol=1e-4)
+  np.testing.assert_array_equal(got[:, :30], sx.SILENCE)
+  np.testing.assert_array_equal(ref[:, :30], sx.SILENCE)
+  np.testing.assert_array_equal(sx.shift_mel(got, -10)[:, :-32], got[:, 32:])
+
+
+def test_num_windows_follows_joonsons_rule():
+  assert sx.num_windows(75, audio_lib.num_mel_frames(75 * 640)) == 70
+  assert sx.num_windows(100, audio_lib.num_mel_frames(75 * 640)) == 70     # audio shorter than video
+  assert sx.num_windows(5, 100) == 0
+  with pytest.raises(ValueError, match="needs at least 6 frames"):
+    sx.score_windows(CodeExpert(10), np.zeros((5, 48, 96, 3), np.uint8), np.zeros((80, 100), np.float32))
+
+
+def test_shift_test_on_held_out_corpus_clips(tiny_corpus):
+  clips = sx.load_clips(tiny_corpus, "eval", max_clips=1)
+  c = clips[0]
+  assert c.faces.shape[1:] == (48, 96, 3) and c.faces.dtype == np.uint8
+  assert c.mel.shape[0] == 80 and c.fps == 25.0
+  # Every window of the clip has real audio: T - 5 windows.
+  assert sx.num_windows(len(c.faces), c.mel.shape[1], c.frame0, c.mel0, c.fps) == len(c.faces) - 5
+
+
+# --- Export and loading ---------------------------------------------------------------------------------
+
+
+def test_export_and_load_expert_round_trip(tiny, tmp_path):
+  v = jax.device_get(tiny.variables["syncnet"])
+  state = {"step": np.int32(3), "params": {"syncnet": v["params"]}, "batch_stats": {"syncnet": v["batch_stats"]}}
+  with checkpoints.TrainCheckpointer(tmp_path / "run" / "checkpoints", async_save=False) as ckpt:
+    ckpt.save(3, state)
+  out = task.export_expert(tmp_path / "run", tmp_path / "expert")
+  expert = sx.load_expert(out, batch_size=4)
+  assert expert.module.width_divisor == DIV
+  chex.assert_trees_all_close(jax.device_get(expert.variables), v)
+  # The CLI does the same and names the problem when the run does not exist.
+  assert task.main(["--workdir", str(tmp_path / "run"), "--output", str(tmp_path / "expert2")]) == 0
+  assert task.main(["--workdir", str(tmp_path / "nope"), "--output", str(tmp_path / "x")]) == 1
+  # Variables of another network are refused with the reason.
+  checkpoints.save_variables(tmp_path / "other", {"params": {"dense": {"kernel": np.zeros((2, 2))}}})
+  with pytest.raises(CheckpointError, match="not the variables of a Wav2Lip expert SyncNet"):
+    sx.load_expert(tmp_path / "other")
+  frozen = task.frozen_expert(width_divisor=DIV)
+  assert frozen.field == "frozen.syncnet" and frozen.convert_kind == "wav2lip_syncnet"
+  chex.assert_trees_all_equal_shapes(frozen.abstract(), v)
