@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -34,33 +33,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-
-def _cpu_model() -> str:
-  try:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    for line in out.splitlines():
-      if line.lower().startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except (OSError, subprocess.CalledProcessError):
-    pass
-  return platform.processor() or "unknown"
-
-
-def numpy_variables(abstract, seed: int = 0):
-  """Variables shaped like ``abstract``: N(0, 1/fan_in) weights, BatchNorm statistics at identity."""
-  import jax  # pylint: disable=g-import-not-at-top
-  rng = np.random.default_rng(seed)
-
-  def fill(path, leaf):
-    name = jax.tree_util.keystr(path)
-    if name.endswith("['var']") or name.endswith("['scale']"):
-      return np.ones(leaf.shape, leaf.dtype)
-    if name.endswith("['mean']"):
-      return np.zeros(leaf.shape, leaf.dtype)
-    fan_in = int(np.prod(leaf.shape[:-1])) if len(leaf.shape) >= 2 else 4
-    return (rng.normal(0.0, 1.0, leaf.shape) / np.sqrt(fan_in)).astype(leaf.dtype)
-
-  return jax.tree_util.tree_map_with_path(fill, abstract)
+from benchmarks import machine  # pylint: disable=g-import-not-at-top
 
 
 def _config(spec: str):
@@ -72,6 +45,7 @@ def _generator(config, dtype: str):
   """(module, variables) of the config's generator with random weights, in ``dtype``."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from talkjax.nn.numpy_init import numpy_variables  # pylint: disable=g-import-not-at-top
   from talkjax.tasks import dck_unet as task  # pylint: disable=g-import-not-at-top
   module = task.make_generator(config).clone(dtype=jnp.bfloat16 if dtype == "bfloat16" else jnp.float32)
   s = config.model.image_size
@@ -200,7 +174,7 @@ def main() -> None:
   import jax  # pylint: disable=g-import-not-at-top
   config = _config(args.config)
   device = jax.devices()[0]
-  print(f"CPU: {_cpu_model()} ({os.cpu_count()} logical cores); load average {os.getloadavg()[0]:.2f}")
+  print(f"CPU: {machine.cpu_model()} ({os.cpu_count()} logical cores); load average {os.getloadavg()[0]:.2f}")
   print(f"jax {jax.__version__} on {device.platform} ({device.device_kind}); config {args.config}: "
         f"{config.model.image_size}x{config.model.image_size} crops, {args.dtype}\n")
 

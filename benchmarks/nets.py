@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 
@@ -26,16 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-
-def _cpu_model() -> str:
-  try:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    for line in out.splitlines():
-      if line.lower().startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except (OSError, subprocess.CalledProcessError):
-    pass
-  return platform.processor() or "unknown"
+from benchmarks import machine  # pylint: disable=g-import-not-at-top
 
 
 def _randomise_batchnorm(model, seed: int = 0):
@@ -107,7 +96,7 @@ def main() -> None:
   if args.threads:
     torch.set_num_threads(args.threads)
 
-  print(f"CPU: {_cpu_model()} ({os.cpu_count()} logical cores); load average {os.getloadavg()[0]:.2f}")
+  print(f"CPU: {machine.cpu_model()} ({os.cpu_count()} logical cores); load average {os.getloadavg()[0]:.2f}")
   xla_threads = "1 thread" if args.single_thread else "Eigen pool, one thread per core"
   print(f"jax {jax.__version__} on {jax.devices()[0].platform} ({xla_threads}); torch {torch.__version__} "
         f"with {torch.get_num_threads()} threads; float32; medians of {args.repeats} alternating repeats\n")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,8 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+
+from benchmarks import machine  # pylint: disable=g-import-not-at-top
 
 
 def _child(name: str, variant: str, steps: int, workdir: str) -> None:
@@ -62,17 +63,6 @@ def _child(name: str, variant: str, steps: int, workdir: str) -> None:
   }))
 
 
-def _cpu_model() -> str:
-  try:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    for line in out.splitlines():
-      if line.lower().startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except (OSError, subprocess.CalledProcessError):
-    pass
-  return platform.processor() or "unknown"
-
-
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--steps", type=int, default=60)
@@ -99,7 +89,7 @@ def main() -> None:
       continue
     rows.append(json.loads(lines[-1]))
 
-  print(f"CPU: {_cpu_model()}, {os.cpu_count()} cores; JAX devices per run: "
+  print(f"CPU: {machine.cpu_model()}, {os.cpu_count()} cores; JAX devices per run: "
         f"{rows[0]['devices'] if rows else '?'}")
   header = ["config", "batch", "steps", "first step (s)", "steps/s", "ms/step", "peak RSS (MB)",
             "peak device (MB)"]

@@ -9,12 +9,10 @@ overrides fields as in training. Prints end-to-end frames/s and the time per sta
 detection, crop, generation, paste-back, encoding). The mp4 appears only when complete.
 """
 
-import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
-from experiments import configs
-from talkjax.errors import TalkjaxError
+from experiments import cli, configs
 
 _CONFIG = flags.DEFINE_string("config", None, "NAME[:ARGS], one of: " + ", ".join(configs.list_configs())
                               + " (default: the workdir's config.json)")
@@ -30,14 +28,6 @@ _FPS = flags.DEFINE_float("fps", 25.0, "Output frame rate (the face video is res
 _QUIET = flags.DEFINE_bool("quiet", False, "No progress bars.")
 flags.mark_flags_as_required(["workdir", "face", "audio", "output"])
 
-_overrides: list = []
-
-
-def _parse_flags(argv):
-  rest, overrides = configs.split_override_args(argv)
-  _overrides.extend(overrides)
-  return flags.FLAGS(rest)
-
 
 def main(argv):
   if len(argv) > 1:
@@ -45,21 +35,13 @@ def main(argv):
   from talkjax import generate
   from talkjax.train.logging import quiet_library_logs
   quiet_library_logs()
-  try:
-    config = None
-    if _CONFIG.value:
-      config = configs.get_config(_CONFIG.value, _overrides)
-    elif _overrides:
-      config = generate.read_workdir_config(_WORKDIR.value)
-      config = configs.apply_overrides(config, _overrides)
+  with cli.exit_on_error():
+    config = cli.resolve_config(_CONFIG.value, _WORKDIR.value)
     report = generate.generate_from_workdir(
         _WORKDIR.value, _FACE.value, _AUDIO.value, _OUTPUT.value, config=config, step=_STEP.value,
         batch_size=_BATCH.value, paste=_BLEND.value, fps=_FPS.value, progress=not _QUIET.value)
-  except TalkjaxError as e:
-    logging.error("%s: %s", type(e).__name__, e)
-    sys.exit(1)
   print(report.summary())
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  cli.run(main)

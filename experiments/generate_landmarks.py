@@ -26,14 +26,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
-from absl import app, flags, logging
+from absl import app, flags
 import numpy as np
 
-from experiments import configs
-from talkjax.errors import TalkjaxError
+from experiments import cli
 
 _CONFIG = flags.DEFINE_string("config", None, "NAME[:ARGS] of a landmarks config (default: the workdir's "
                               "config.json)")
@@ -48,8 +46,6 @@ _FPS = flags.DEFINE_float("fps", 25.0, "Output frame rate (the models are traine
 _SKETCH = flags.DEFINE_integer("sketch_size", 256, "Side of the sketch video in pixels.")
 _QUIET = flags.DEFINE_bool("quiet", False, "No progress bars.")
 flags.mark_flags_as_required(["workdir", "face", "audio"])
-
-_overrides: list = []
 
 
 def default_output(workdir: str, face: str, audio: str) -> str:
@@ -168,30 +164,16 @@ def generate_landmarks(workdir: str, face: str, audio: str, output: str | None =
   return info
 
 
-def _parse_flags(argv):
-  rest, overrides = configs.split_override_args(argv)
-  _overrides.extend(overrides)
-  return flags.FLAGS(rest)
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  from talkjax.generate import read_workdir_config  # pylint: disable=g-import-not-at-top
   from talkjax.train.logging import quiet_library_logs  # pylint: disable=g-import-not-at-top
   quiet_library_logs()
-  try:
-    config = None
-    if _CONFIG.value:
-      config = configs.get_config(_CONFIG.value, _overrides)
-    elif _overrides:
-      config = configs.apply_overrides(read_workdir_config(_WORKDIR.value), _overrides)
+  with cli.exit_on_error():
+    config = cli.resolve_config(_CONFIG.value, _WORKDIR.value)
     info = generate_landmarks(_WORKDIR.value, _FACE.value, _AUDIO.value, _OUTPUT.value, config=config,
                               step=_STEP.value, batch_size=_BATCH.value, fps=_FPS.value,
                               sketch_size=_SKETCH.value, progress=not _QUIET.value)
-  except TalkjaxError as e:
-    logging.error("%s: %s", type(e).__name__, e)
-    sys.exit(1)
   n, total = info["num_frames"], info["timings_s"]["total"]
   print(f"wrote {n} frames of landmarks ({n / info['fps']:.2f} s; audio {info['audio_seconds']:.2f} s) "
         f"to {info['output']} in {total:.1f} s")
@@ -203,4 +185,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  cli.run(main)

@@ -5,13 +5,11 @@ Override any config field with ``--config.x.y=VALUE``; run again with the same `
 ``--coordinator_address/--num_processes/--process_id``). Available configs: ``experiments/configs/``.
 """
 
-import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 import jax
 
-from experiments import configs
-from talkjax.errors import TalkjaxError
+from experiments import cli, configs
 
 _CONFIG = flags.DEFINE_string("config", None, "NAME[:ARGS], one of: " + ", ".join(configs.list_configs()))
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and logs (resumes from it).")
@@ -20,15 +18,6 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of pr
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (--multihost).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (--multihost).")
 flags.mark_flags_as_required(["config", "workdir"])
-
-_overrides: list = []
-
-
-def _parse_flags(argv):
-  # absl would reject --config.x.y=v as unknown flags: take them out first, apply them after.
-  rest, overrides = configs.split_override_args(argv)
-  _overrides.extend(overrides)
-  return flags.FLAGS(rest)
 
 
 def main(argv):
@@ -42,13 +31,9 @@ def main(argv):
   from talkjax.train import train_and_evaluate  # After distributed init: it may touch devices.
   from talkjax.train.logging import quiet_library_logs
   quiet_library_logs()
-  try:
-    config = configs.get_config(_CONFIG.value, _overrides)
-    train_and_evaluate(config, _WORKDIR.value)
-  except TalkjaxError as e:
-    logging.error("%s: %s", type(e).__name__, e)
-    sys.exit(1)
+  with cli.exit_on_error():
+    train_and_evaluate(configs.get_config(_CONFIG.value, cli.overrides), _WORKDIR.value)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  cli.run(main)

@@ -17,28 +17,13 @@ from talkjax import checkpoints, tasks
 from talkjax.errors import CheckpointError, ConfigError
 from talkjax.models import dck_unet as dck
 from talkjax.models.audio_encoder import AudioEncoder
+from talkjax.nn.numpy_init import numpy_variables
 from talkjax.tasks import dck_unet as dck_task
 from talkjax.train import state as state_lib
 from talkjax.train import step as step_lib
 
 TINY = dict(down_features=(4, 8, 8), num_middle=2, hyper_hidden=(6,), audio_width_divisor=16)
 S = 32
-
-
-def np_variables(abstract, seed=0):
-  """Variables shaped like ``abstract``: N(0, 1/fan_in) weights, BatchNorm at identity."""
-  rng = np.random.default_rng(seed)
-
-  def fill(path, leaf):
-    name = jax.tree_util.keystr(path)
-    if name.endswith("['var']") or name.endswith("['scale']"):
-      return np.ones(leaf.shape, leaf.dtype)
-    if name.endswith("['mean']"):
-      return np.zeros(leaf.shape, leaf.dtype)
-    fan_in = int(np.prod(leaf.shape[:-1])) if len(leaf.shape) >= 2 else 4
-    return (rng.normal(0.0, 1.0, leaf.shape) / np.sqrt(fan_in)).astype(leaf.dtype)
-
-  return jax.tree_util.tree_map_with_path(fill, abstract)
 
 
 def inputs(b=3, seed=0):
@@ -52,7 +37,7 @@ def build(**overrides):
   model = dck.DCKUNet(**{**TINY, **overrides})
   face, mel = inputs()
   abstract = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), face, mel))
-  return model, np_variables(abstract)
+  return model, numpy_variables(abstract)
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +142,7 @@ def _state(config, seed=0):
   task = tasks.get(config.task)
   nets, spec = task.networks(config), task.batch_spec(config)
   abstract = jax.eval_shape(lambda: task.init(config, nets, jax.random.PRNGKey(0), state_lib.example_batch(spec)))
-  variables = np_variables(abstract, seed)
+  variables = numpy_variables(abstract, seed)
   txs = {n: state_lib.make_optimizer(config, n, config.total_steps)[0] for n in nets}
   params = {n: variables[n]["params"] for n in nets}
   state = state_lib.TrainState(
@@ -213,7 +198,7 @@ def test_pretrained_audio_encoder_is_loaded_and_can_stay_frozen(tmp_path):
   config = configs.get_config("dck_unet:tiny")
   encoder = AudioEncoder(width_divisor=config.model.audio_width_divisor)
   mel = jnp.zeros((1, 80, 16, 1))
-  pretrained = np_variables(jax.eval_shape(lambda: encoder.init(jax.random.PRNGKey(0), mel)), seed=7)
+  pretrained = numpy_variables(jax.eval_shape(lambda: encoder.init(jax.random.PRNGKey(0), mel)), seed=7)
   pretrained["batch_stats"] = jax.tree.map(lambda x: x + 0.5, pretrained["batch_stats"])
   # A converted Wav2Lip generator keeps its audio network under params/audio_encoder.
   path = checkpoints.save_variables(str(tmp_path / "wav2lip"), {
@@ -241,7 +226,7 @@ def test_pretrained_audio_encoder_is_loaded_and_can_stay_frozen(tmp_path):
   with pytest.raises(CheckpointError, match="holds no audio encoder"):
     dck.load_audio_encoder(other, {"params": pretrained["params"]})
   wide = AudioEncoder(width_divisor=8)
-  wide_vars = np_variables(jax.eval_shape(lambda: wide.init(jax.random.PRNGKey(0), mel)))
+  wide_vars = numpy_variables(jax.eval_shape(lambda: wide.init(jax.random.PRNGKey(0), mel)))
   wide_path = checkpoints.save_variables(str(tmp_path / "wide"), wide_vars)
   with pytest.raises(CheckpointError, match="does not fit the DCK U-Net"):
     dck.load_audio_encoder(wide_path, {"params": pretrained["params"], "batch_stats": pretrained["batch_stats"]})
@@ -256,13 +241,13 @@ class _NumpyInit:
   def init(self, rng, *args, **kwargs):
     del rng
     abstract = jax.eval_shape(lambda: self.module.init(jax.random.PRNGKey(0), *args, **kwargs))
-    return np_variables(abstract, self.seed)
+    return numpy_variables(abstract, self.seed)
 
 
 def test_task_init_puts_the_pretrained_values_in(tmp_path):
   config = configs.get_config("dck_unet:tiny")
   encoder = AudioEncoder(width_divisor=config.model.audio_width_divisor)
-  pretrained = np_variables(jax.eval_shape(lambda: encoder.init(jax.random.PRNGKey(0), jnp.zeros((1, 80, 16, 1)))),
+  pretrained = numpy_variables(jax.eval_shape(lambda: encoder.init(jax.random.PRNGKey(0), jnp.zeros((1, 80, 16, 1)))),
                             seed=3)
   path = checkpoints.save_variables(str(tmp_path / "enc"), pretrained)  # a bare AudioEncoder's variables
   config = configs.get_config("dck_unet:tiny", {"model.audio_encoder_init": path})

@@ -1,5 +1,7 @@
 """Paper 000's Gaussian renderer: the guide mask, the guided input, the no_gs ablation, shapes."""
 
+import functools
+
 import chex
 import cv2
 import jax
@@ -10,24 +12,12 @@ import pytest
 from experiments import configs
 from talkjax.models import gaussian_renderer as gr
 from talkjax.models import iplap_renderer as ipr
+from talkjax.nn import numpy_init
+
+# NumPy-drawn variables (module.init would compile threefry for every parameter).
+random_variables = functools.partial(numpy_init.random_variables, bias_std=0.1, scale_std=0.1)
 
 TINY = dict(width=8, features=16, spade_hidden=16, adain_hidden=16, audio_width_divisor=4)
-
-
-def random_variables(module, *inputs, seed=0):
-  """NumPy-drawn variables of ``module`` (``init`` would compile threefry for every parameter)."""
-  rng = np.random.default_rng(seed)
-  shapes = jax.eval_shape(module.init, jax.random.key(0), *inputs)
-
-  def draw(path, s):
-    name = jax.tree_util.keystr(path)
-    if "batch_stats" in name:
-      return np.full(s.shape, 1.0 if name.endswith("['var']") else 0.0, np.float32)
-    if len(s.shape) == 1:
-      offset = 1.0 if name.endswith("['scale']") else 0.0
-      return (0.1 * rng.standard_normal(s.shape) + offset).astype(np.float32)
-    return (rng.standard_normal(s.shape) / np.sqrt(np.prod(s.shape[:-1]))).astype(np.float32)
-  return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
 def _taps():

@@ -25,26 +25,12 @@ from talkjax import audio as audio_lib
 from talkjax import checkpoints, fileio, generate, tasks
 from talkjax import video as video_lib
 from talkjax.errors import AudioError, CheckpointError, ConfigError, MediaError, NoFaceError
+from talkjax.nn.numpy_init import numpy_variables
 from talkjax.train import state as state_lib
 
 FPS = 25
 SIZE = 256
 MARK = 48  # rows of the frame-index marker at the bottom of each test frame
-
-
-def _np_variables(abstract, seed=0):
-  rng = np.random.default_rng(seed)
-
-  def fill(path, leaf):
-    name = jax.tree_util.keystr(path)
-    if name.endswith("['var']") or name.endswith("['scale']"):
-      return np.ones(leaf.shape, leaf.dtype)
-    if name.endswith("['mean']"):
-      return np.zeros(leaf.shape, leaf.dtype)
-    fan_in = int(np.prod(leaf.shape[:-1])) if len(leaf.shape) >= 2 else 4
-    return (rng.normal(0.0, 1.0, leaf.shape) / np.sqrt(fan_in)).astype(leaf.dtype)
-
-  return jax.tree_util.tree_map_with_path(fill, abstract)
 
 
 def make_workdir(path, arg="tiny"):
@@ -53,7 +39,7 @@ def make_workdir(path, arg="tiny"):
   task = tasks.get("dck_unet")
   nets, spec = task.networks(config), task.batch_spec(config)
   abstract = jax.eval_shape(lambda: task.init(config, nets, jax.random.PRNGKey(0), state_lib.example_batch(spec)))
-  variables = _np_variables(abstract)
+  variables = numpy_variables(abstract)
   txs = {n: state_lib.make_optimizer(config, n, 10)[0] for n in nets}
   params = {n: variables[n]["params"] for n in nets}
   state = state_lib.TrainState(

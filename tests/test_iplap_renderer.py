@@ -1,5 +1,7 @@
 """IP_LAP renderer: shapes, warping modes, weighted aggregation, and converter parity with PyTorch."""
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -11,7 +13,11 @@ from torch import nn as tnn
 
 from talkjax.errors import CheckpointError
 from talkjax.models import iplap_renderer as ipr
+from talkjax.nn import numpy_init
 from third_party import convert
+
+# NumPy-drawn variables (module.init would compile threefry for every parameter).
+random_variables = functools.partial(numpy_init.random_variables, bias_std=0.1, scale_std=0.1)
 
 TINY = dict(width=8, features=16, spade_hidden=16, adain_hidden=16, audio_width_divisor=4)
 
@@ -186,26 +192,6 @@ def _to_torch(x, batch_axes=1):
   x = np.asarray(x)
   perm = tuple(range(batch_axes)) + (x.ndim - 1,) + tuple(range(batch_axes, x.ndim - 1))
   return torch.from_numpy(np.ascontiguousarray(x.transpose(perm)))
-
-
-def random_variables(module, *inputs, seed=0):
-  """Variables of ``module`` drawn with NumPy (fan-in scaled weights, unit running variances).
-
-  ``module.init`` would compile threefry bits for every parameter tensor (tens of seconds on the
-  test machine); ``eval_shape`` gives the tree in well under a second.
-  """
-  rng = np.random.default_rng(seed)
-  shapes = jax.eval_shape(module.init, jax.random.key(0), *inputs)
-
-  def draw(path, s):
-    name = jax.tree_util.keystr(path)
-    if "batch_stats" in name:
-      return np.full(s.shape, 1.0 if name.endswith("['var']") else 0.0, np.float32)
-    if len(s.shape) == 1:
-      offset = 1.0 if name.endswith("['scale']") else 0.0
-      return (0.1 * rng.standard_normal(s.shape) + offset).astype(np.float32)
-    return (rng.standard_normal(s.shape) / np.sqrt(np.prod(s.shape[:-1]))).astype(np.float32)
-  return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
 def _rel(a, b):

@@ -3,7 +3,6 @@
 The 2-step ``syncnet:runlocal`` smoke run is tests/test_train_loop.py's parametrised config test.
 """
 
-import functools
 import types
 
 import chex
