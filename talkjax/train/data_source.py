@@ -132,8 +132,7 @@ def _corpus_source(data_config, *, sampler, spec, batch_size, seed, process_inde
   root = data_config.get("root")
   if root is None:
     embedded = _import_data_module("talkjax.data.embedded", "the embedded synthetic corpus cache")
-    cache_dir = data_config.get("cache_dir") or os.environ.get(
-        "TALKJAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "talkjax"))
+    cache_dir = data_config.get("cache_dir") or embedded.default_cache_dir()
     # Process 0 builds the cache once; the others wait for it, then find it ready.
     if process_index == 0:
       logging.info("config.data.root is None: using the embedded synthetic corpus in %s "
