@@ -55,11 +55,16 @@ def bce(probs: Array, targets: Array | float) -> Array:
   As in PyTorch each log term is clamped at -100, so a probability of exactly 0 or 1 gives a large
   but finite loss (Wav2Lip's SyncNet loss applies BCE to a cosine similarity that can reach 1).
   """
+  return jnp.mean(bce_terms(probs, targets))
+
+
+def bce_terms(probs: Array, targets: Array | float) -> Array:
+  """Element-wise ``nn.BCELoss(reduction="none")``, with finite gradients at probabilities 0 and 1."""
   targets = jnp.broadcast_to(jnp.asarray(targets, probs.dtype), probs.shape)
-  return -jnp.mean(targets * _clamped_log(probs) + (1.0 - targets) * _clamped_log(1.0 - probs))
+  return -(targets * clamped_log(probs) + (1.0 - targets) * clamped_log(1.0 - probs))
 
 
-def _clamped_log(x: Array) -> Array:
+def clamped_log(x: Array) -> Array:
   """``max(log x, -100)`` with finite gradients at x = 0 (a plain clamp gives inf * 0 = NaN there).
 
   Below float32's smallest normal number the value is -100 (PyTorch would give log of the denormal,

@@ -350,3 +350,24 @@ def test_export_and_load_expert_round_trip(tiny, tmp_path):
   frozen = task.frozen_expert(width_divisor=DIV)
   assert frozen.field == "frozen.syncnet" and frozen.convert_kind == "wav2lip_syncnet"
   chex.assert_trees_all_equal_shapes(frozen.abstract(), v)
+
+
+@pytest.mark.parametrize("case", ["zero_embedding", "opposite", "identical"])
+def test_loss_gradients_stay_finite_at_the_edges(case):
+  """A ReLU-ended embedding can be all zero and the cosine can hit 0 or 1 exactly: the training run
+  that hit this stopped with a NaN gradient norm at step 286 (norm and log clamps gave 0 * inf)."""
+  from talkjax.models import wav2lip
+  b = jnp.ones((3, 8))
+  a = {"zero_embedding": jnp.zeros((3, 8)).at[1].set(1.0), "opposite": -b, "identical": b}[case]
+  labels = jnp.array([1.0, 0.0, 1.0])
+
+  def expert(a):
+    return wav2lip.expert_sync_loss(wav2lip._l2_normalize(a), wav2lip._l2_normalize(b), labels)
+
+  def balanced(a):
+    cos = wav2lip.cosine_similarity(wav2lip._l2_normalize(a), b)
+    return task.bce_terms(cos, labels, logits=False).sum()
+
+  for fn in (expert, balanced):
+    value, grad = jax.value_and_grad(fn)(a)
+    assert np.isfinite(float(value)) and np.isfinite(np.asarray(grad)).all(), (case, fn.__name__)

@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from talkjax import losses
 from talkjax.models.audio_encoder import MEL_BINS, MEL_STEPS, AudioEncoder
 from talkjax.nn.conv_blocks import ConvAct, ConvBNAct, ConvTransposeBNAct, torch_bias_init, torch_kernel_init
 
@@ -203,18 +204,29 @@ class SyncNetColor(nn.Module):
     return self.embed_audio(mel, train=train), self.embed_face(face, train=train)
 
 
+def _safe_norm(x: jax.Array, eps: float, keepdims: bool = False) -> jax.Array:
+  """``max(||x||, eps)`` over the last axis with a finite gradient at x = 0.
+
+  ``jnp.maximum(jnp.linalg.norm(x), eps)`` has the right value but a NaN gradient there (the norm's
+  derivative x / ||x|| is 0/0, and 0 * NaN = NaN): a ReLU-ended embedding that is all zero, which
+  SyncNet's can be, turned a whole training step's gradients into NaN. Clamping the squared norm
+  first gives the same value, and a zero gradient where the clamp holds.
+  """
+  return jnp.sqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=keepdims), eps * eps))
+
+
 def _l2_normalize(x: jax.Array) -> jax.Array:
   """``F.normalize(x, p=2, dim=1)``: x / max(||x||, 1e-12), in float32."""
   x = x.astype(jnp.float32)
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+  return x / _safe_norm(x, 1e-12, keepdims=True)
 
 
 def cosine_similarity(a: jax.Array, b: jax.Array, eps: float = 1e-8) -> jax.Array:
   """Row-wise cosine similarity, as ``torch.nn.functional.cosine_similarity(a, b, dim=1)``."""
   a = a.astype(jnp.float32)
   b = b.astype(jnp.float32)
-  na = jnp.maximum(jnp.linalg.norm(a, axis=-1), eps)
-  nb = jnp.maximum(jnp.linalg.norm(b, axis=-1), eps)
+  na = _safe_norm(a, eps)
+  nb = _safe_norm(b, eps)
   return jnp.sum(a * b, axis=-1) / (na * nb)
 
 
@@ -227,10 +239,7 @@ def expert_sync_loss(audio_embedding: jax.Array, face_embedding: jax.Array,
   (labels 0/1) and, with labels 1, as the generator's sync loss.
   """
   d = jnp.clip(cosine_similarity(audio_embedding, face_embedding), 0.0, 1.0)
-  y = jnp.asarray(labels, jnp.float32).reshape(d.shape)
-  log_d = jnp.maximum(jnp.log(d), -100.0)
-  log_1md = jnp.maximum(jnp.log1p(-d), -100.0)
-  return -jnp.mean(y * log_d + (1.0 - y) * log_1md)
+  return losses.bce(d, jnp.asarray(labels, jnp.float32).reshape(d.shape))
 
 
 class Wav2LipDisc(nn.Module):

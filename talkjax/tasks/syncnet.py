@@ -52,7 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from talkjax import checkpoints
+from talkjax import checkpoints, losses
 from talkjax.errors import ConfigError
 from talkjax.metrics import sync_expert
 from talkjax.metrics.sync_expert import expert_face_input
@@ -167,8 +167,7 @@ def bce_terms(p_or_logit: jax.Array, labels: jax.Array, *, logits: bool) -> jax.
   y = labels.astype(jnp.float32)
   if logits:
     return jax.nn.softplus(p_or_logit) - y * p_or_logit
-  p = jnp.clip(p_or_logit, 0.0, 1.0)
-  return -(y * jnp.maximum(jnp.log(p), -100.0) + (1.0 - y) * jnp.maximum(jnp.log1p(-p), -100.0))
+  return losses.bce_terms(jnp.clip(p_or_logit, 0.0, 1.0), y)
 
 
 def balanced_mean(values: jax.Array, labels: jax.Array) -> jax.Array:
