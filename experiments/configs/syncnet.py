@@ -17,7 +17,7 @@ Expected: ``runlocal`` (widths / 4, batch 32, 2000 steps with a cosine-decayed l
 embedded ``runlocal`` corpus; about 19 minutes on an idle 2-core CPU) leaves the 0.69 plateau within
 the first few hundred steps and ends with a held-out (unseen speaker) ``eval/sync/accuracy`` >= 0.9
 and a ground-truth LSE-C above the LSE-C of the same clip with the audio 10 frames late on every
-held-out clip (``eval/lse/ clips_better`` = 1); figures and curves in BUILD_NOTES.md
+held-out clip (``eval/lse/clips_better`` = 1); figures and curves in BUILD_NOTES.md
 ("syncnet_expert"). The paper-scale config (full widths, batch 64, Adam 1e-4: Wav2Lip's
 ``color_syncnet_train.py``) needs a GPU.
 
