@@ -20,13 +20,9 @@ from talkjax.errors import CheckpointError, ShapeError
 from talkjax.models import iplap_landmark, landmark_inference
 from talkjax.tasks import landmarks as task
 from third_party import convert
+from parity import rel_err
 
 RTOL = 1e-5
-
-
-def rel_err(a, b) -> float:
-  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-  return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
 def random_variables(model, inputs, seed: int = 0) -> dict:

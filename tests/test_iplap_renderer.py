@@ -15,6 +15,7 @@ from talkjax.errors import CheckpointError
 from talkjax.models import iplap_renderer as ipr
 from talkjax.nn import numpy_init
 from third_party import convert
+from parity import rel_err
 
 # NumPy-drawn variables (module.init would compile threefry for every parameter).
 random_variables = functools.partial(numpy_init.random_variables, bias_std=0.1, scale_std=0.1)
@@ -194,11 +195,6 @@ def _to_torch(x, batch_axes=1):
   return torch.from_numpy(np.ascontiguousarray(x.transpose(perm)))
 
 
-def _rel(a, b):
-  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-  return float(np.linalg.norm(a - b) / np.linalg.norm(b))
-
-
 # --- Tests ---------------------------------------------------------------------------------------
 
 def test_tiny_renderer_shapes_and_ranges():
@@ -291,9 +287,9 @@ def test_converter_parity_with_pytorch(torch_renderer):
   out = jax.jit(ipr.build(**overrides).apply)(variables, face, sketches, refs, ref_sk, mel)
   t_img = t_img.numpy().transpose(0, 2, 3, 1)
   t_warp = t_warp.numpy().transpose(0, 2, 3, 1)
-  assert _rel(out.warped.image, t_warp) < 1e-5
-  assert _rel(out.image, t_img) < 1e-5
-  assert _rel(out.image - 0.5, t_img - 0.5) < 1e-5  # the sigmoid's offset does not hide differences
+  assert rel_err(out.warped.image, t_warp) < 1e-5
+  assert rel_err(out.image, t_img) < 1e-5
+  assert rel_err(out.image - 0.5, t_img - 0.5) < 1e-5  # the sigmoid's offset does not hide differences
 
 
 def test_converter_rejects_wrong_files(torch_renderer):

@@ -12,6 +12,7 @@ from talkjax.errors import CheckpointError, ConfigError
 from talkjax.models import pix2pixhd as p2p
 from third_party import convert
 from third_party.converters import pix2pixhd as p2p_converter
+from parity import rel_err
 
 
 class _TorchMultiscaleD(tnn.Module):
@@ -58,11 +59,6 @@ def _make_torch(seed, **kw):
   return model.eval()
 
 
-def _rel_err(a, b) -> float:
-  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-  return float(np.linalg.norm(a - b) / np.linalg.norm(b))
-
-
 def _check_parity(torch_model, module, variables, x):
   with torch.no_grad():
     ref = torch_model(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))))
@@ -74,7 +70,7 @@ def _check_parity(torch_model, module, variables, x):
     for j, (g, r) in enumerate(zip(g_scale, r_scale)):
       r = r.permute(0, 2, 3, 1).numpy()
       assert g.shape == r.shape, (i, j, g.shape, r.shape)
-      err = _rel_err(g, r)
+      err = rel_err(g, r)
       errs.append(err)
       assert err < 1e-5, f"scale {i} layer {j}: relative error {err:.2e}"
   return got, max(errs)

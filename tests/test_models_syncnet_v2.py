@@ -13,31 +13,15 @@ from syncnet_python.SyncNetModel import S as TorchSyncNet
 from talkjax.models.syncnet_v2 import SyncNetV2, _first_lip_conv_cpu, _first_lip_conv_xla
 from third_party import convert
 from third_party.converters.syncnet_v2 import syncnet_v2_layer_map
+from parity import rel_err, randomise_batchnorm
 
 RTOL = 1e-5
-
-
-def rel_err(a, b) -> float:
-  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-  return float(np.linalg.norm(a - b) / np.linalg.norm(b))
-
-
-def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-  g = torch.Generator().manual_seed(seed)
-  with torch.no_grad():
-    for m in model.modules():
-      if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):  # pylint: disable=protected-access
-        m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-        m.bias.copy_(torch.rand(m.bias.shape, generator=g) - 0.5)
-        m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=g) - 0.5)
-        m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-  return model.eval()
 
 
 @pytest.fixture(scope="module")
 def nets():
   torch.manual_seed(0)
-  ref = randomise(TorchSyncNet())
+  ref = randomise_batchnorm(TorchSyncNet())
   return ref, convert.convert_state_dict("syncnet_v2", ref.state_dict())
 
 

@@ -11,6 +11,7 @@ from talkjax.errors import CheckpointError, ConfigError
 from talkjax.models import vgg19 as vgg
 from third_party import convert
 from third_party.converters import vgg19 as vgg19_converter
+from parity import rel_err
 
 # torchvision's configuration "E" (vgg19); "M" is a 2x2 max-pool. Public layer list.
 _CFG_E = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
@@ -59,11 +60,6 @@ def _torch_relus(model: tnn.Module, x_nchw: torch.Tensor) -> dict[str, np.ndarra
   return out
 
 
-def _rel_err(a, b) -> float:
-  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-  return float(np.linalg.norm(a - b) / np.linalg.norm(b))
-
-
 @pytest.fixture(scope="module")
 def torch_model():
   return _torch_vgg19()
@@ -107,7 +103,7 @@ def test_parity_every_relu(torch_model, variables, input_range):
   for name in vgg.RELU_NAMES:
     assert got[name].shape == ref[name].shape, name
     assert np.mean(ref[name] > 0) > 0.05, f"{name}: reference features are (almost) all zero"
-    err = _rel_err(got[name], ref[name])
+    err = rel_err(got[name], ref[name])
     assert err < 1e-5, f"{name}: relative error {err:.2e}"
 
 

@@ -18,27 +18,9 @@ from talkjax.nn.conv_blocks import (BatchNorm, ConvBNAct, ConvTranspose, ConvTra
                                     conv_general_dilated, conv_transpose_gemm, conv_transpose_lax)
 from third_party import convert
 from third_party.converters.torch_io import conv_kernel, conv_transpose_kernel
+from parity import rel_err, randomise_batchnorm
 
 RTOL = 1e-5
-
-
-def rel_err(a, b) -> float:
-  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-  return float(np.linalg.norm(a - b) / np.linalg.norm(b))
-
-
-def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-  """Random BatchNorm affine and running statistics, so that they matter in eval mode."""
-  g = torch.Generator().manual_seed(seed)
-  with torch.no_grad():
-    for m in model.modules():
-      if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):  # pylint: disable=protected-access
-        m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-        m.bias.copy_(torch.rand(m.bias.shape, generator=g) - 0.5)
-        m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=g) - 0.5)
-        m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-        m.num_batches_tracked.fill_(7)
-  return model.eval()
 
 
 # --- PyTorch references built from Wav2Lip's layer tables (models/syncnet.py, models/wav2lip.py) ---
@@ -132,13 +114,13 @@ def torch_state_dict(kind: str, seed: int = 0) -> dict:
   """A random state dict of ``kind`` from the PyTorch reference (used by test_convert too)."""
   torch.manual_seed(seed)
   if kind == "wav2lip":
-    return randomise(TorchWav2Lip(), seed).state_dict()
+    return randomise_batchnorm(TorchWav2Lip(), seed).state_dict()
   if kind == "wav2lip_syncnet":
-    return randomise(TorchSyncNetColor(), seed).state_dict()
+    return randomise_batchnorm(TorchSyncNetColor(), seed).state_dict()
   if kind == "wav2lip_disc":
     return he_init(TorchDisc(), seed).state_dict()
   from syncnet_python.SyncNetModel import S  # pylint: disable=g-import-not-at-top
-  return randomise(S(), seed).state_dict()
+  return randomise_batchnorm(S(), seed).state_dict()
 
 
 def nchw(x):
@@ -229,7 +211,7 @@ def test_conv_transpose_rejects_output_padding_not_below_stride():
 
 def test_conv_bn_act_blocks_match_torch_eval_and_train():
   torch.manual_seed(1)
-  ref = randomise(TorchConvBlock(8, 8, kernel_size=3, stride=1, padding=1, residual=True))
+  ref = randomise_batchnorm(TorchConvBlock(8, 8, kernel_size=3, stride=1, padding=1, residual=True))
   conv, bn = ref.conv_block
   variables = {"params": {"conv": {"kernel": conv_kernel(conv.weight.detach().numpy()),
                                    "bias": conv.bias.detach().numpy()},
@@ -275,7 +257,7 @@ def test_batchnorm_refuses_one_value_per_channel_in_training():
 def test_conv_blocks_support_1d_and_tanh_like_iplap():
   torch.manual_seed(2)
   conv, bn = torch.nn.Conv1d(4, 6, 3, 2, 1), torch.nn.BatchNorm1d(6)
-  ref = randomise(torch.nn.Sequential(conv, bn, torch.nn.Tanh()))
+  ref = randomise_batchnorm(torch.nn.Sequential(conv, bn, torch.nn.Tanh()))
   x = np.random.default_rng(2).standard_normal((2, 9, 4)).astype(np.float32)
   with torch.no_grad():
     want = ref(nchw(x)).numpy().transpose(0, 2, 1)
@@ -310,7 +292,7 @@ def test_conv_transpose_block_shapes_and_torch_default_init():
 
 @pytest.fixture(scope="module")
 def generator():
-  ref = randomise(TorchWav2Lip())
+  ref = randomise_batchnorm(TorchWav2Lip())
   return ref, convert.convert_state_dict("wav2lip", ref.state_dict())
 
 
@@ -344,7 +326,7 @@ def test_wav2lip_generator_matches_lipsync_single_frames_and_windows(generator):
 def test_audio_encoder_training_mode_matches_torch():
   """Train-mode BatchNorm through a whole encoder, down to 1x1 layers with 3 values per channel."""
   torch.manual_seed(5)
-  ref = randomise(TorchWav2Lip(), seed=5)
+  ref = randomise_batchnorm(TorchWav2Lip(), seed=5)
   variables = convert.convert_state_dict("wav2lip", ref.state_dict())
   sub = {c: variables[c]["audio_encoder"] for c in variables}
   mel = np.random.default_rng(4).uniform(-4, 4, (3, 80, 16, 1)).astype(np.float32)
@@ -404,7 +386,7 @@ def test_generator_rejects_bad_shapes_with_named_argument(mel_shape, face_shape,
 
 def test_syncnet_color_matches_torch_and_embeddings_are_unit_norm():
   torch.manual_seed(6)
-  ref = randomise(TorchSyncNetColor(), seed=6)
+  ref = randomise_batchnorm(TorchSyncNetColor(), seed=6)
   variables = convert.convert_state_dict("wav2lip_syncnet", ref.state_dict())
   rng = np.random.default_rng(6)
   mel = rng.uniform(-4, 4, (3, 80, 16, 1)).astype(np.float32)
