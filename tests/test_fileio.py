@@ -31,3 +31,16 @@ def test_atomic_path_leaves_nothing_on_error_and_keeps_old_file(tmp_path):
       raise RuntimeError("crash")
   assert target.read_text() == "old"
   assert os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_file_lock_excludes_other_processes(tmp_path):
+  import subprocess
+  import sys
+  lock = tmp_path / "x.lock"
+  probe = ("import fcntl, sys\nf = open(sys.argv[1], 'a+')\n"
+           "try:\n  fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)\n  print('free')\n"
+           "except BlockingIOError:\n  print('held')\n")
+  with fileio.file_lock(lock):
+    held = subprocess.run([sys.executable, "-c", probe, str(lock)], capture_output=True, text=True)
+  after = subprocess.run([sys.executable, "-c", probe, str(lock)], capture_output=True, text=True)
+  assert held.stdout.strip() == "held" and after.stdout.strip() == "free"

@@ -28,8 +28,6 @@ default      32 x 16 pairs x 4 s  256 px  128 px     256 px        102,400 (68 m
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import glob
 import hashlib
 import json
@@ -39,6 +37,7 @@ import shutil
 import sys
 from typing import Any
 
+from talkjax import fileio
 from talkjax.data import preprocess as pre
 from talkjax.errors import ConfigError
 
@@ -89,16 +88,6 @@ def corpus_dir(cache_dir: str | None = None, preset: str = "default", **override
   return os.path.join(os.path.abspath(cache_dir or default_cache_dir()), f"corpus-{preset}-{digest}")
 
 
-@contextlib.contextmanager
-def _flock(path: str):
-  with open(path, "a+") as f:
-    fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
 def ensure_corpus(cache_dir: str | None = None, *, preset: str = "default", progress: bool = True,
                   workers: int | None = None, **overrides) -> str:
   """Returns the root of the embedded corpus's dataset, generating and preprocessing it if needed.
@@ -117,7 +106,7 @@ def ensure_corpus(cache_dir: str | None = None, *, preset: str = "default", prog
   if os.path.exists(os.path.join(data, "index.json")):
     return data
   os.makedirs(final, exist_ok=True)
-  with _flock(final + ".lock"):
+  with fileio.file_lock(final + ".lock"):
     if os.path.exists(os.path.join(data, "index.json")):  # another process built it meanwhile
       return data
     from talkjax.data import synthetic  # noqa: PLC0415  (only needed to build)
@@ -153,5 +142,5 @@ def remove_corpus(cache_dir: str | None = None, preset: str = "default", **overr
   """Deletes a cached corpus (under its lock)."""
   final = corpus_dir(cache_dir, preset, **overrides)
   if os.path.exists(final):
-    with _flock(final + ".lock"):
+    with fileio.file_lock(final + ".lock"):
       shutil.rmtree(final, ignore_errors=True)

@@ -53,9 +53,7 @@ Config fields read here: ``model.*`` (see :func:`build_model`), ``data.image_siz
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import os
 from typing import Any, Callable, NamedTuple
 
@@ -65,7 +63,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from talkjax import checkpoints, losses
+from talkjax import checkpoints, fileio, losses
 from talkjax import landmarks as lm
 from talkjax.errors import ConfigError
 from talkjax.models import pix2pixhd
@@ -265,23 +263,13 @@ def random_vgg19_variables(seed: int = 0) -> dict:
   return {"params": params}
 
 
-@contextlib.contextmanager
-def _file_lock(path: str):
-  with open(path, "a+") as f:
-    fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
 def ensure_random_vgg19(directory: str, seed: int = 0) -> str:
   """Writes :func:`random_vgg19_variables` to ``directory`` unless it is there (locked, atomic)."""
   directory = os.path.abspath(os.path.expanduser(directory))
   if os.path.isdir(directory):
     return directory
   os.makedirs(os.path.dirname(directory), exist_ok=True)
-  with _file_lock(directory + ".lock"):
+  with fileio.file_lock(directory + ".lock"):
     if not os.path.isdir(directory):
       logging.info("Writing a random-feature VGG19 (He init, seed %d) to %s", seed, directory)
       checkpoints.save_variables(directory, random_vgg19_variables(seed))
