@@ -173,6 +173,7 @@ class DCTLandmarkGenerator(nn.Module):
       hypernetwork's hidden widths.
     condition: which pooled embeddings generate the DACN kernels (subset of audio, pose, reference).
     use_dacn: False is the ``no_dcf`` ablation (a plain transformer on the X2 half).
+    zero_init_heads: zero output at initialisation (for offset prediction, as in IP_LAP's module).
   """
   width_divisor: int = 1
   num_layers: int = 4
@@ -186,6 +187,7 @@ class DCTLandmarkGenerator(nn.Module):
   dacn_hidden: Sequence[int] = (256,)
   condition: Sequence[str] = CONDITION_SOURCES
   use_dacn: bool = True
+  zero_init_heads: bool = False
   dtype: Any = jnp.float32
 
   @property
@@ -232,6 +234,7 @@ class DCTLandmarkGenerator(nn.Module):
     f_final = nn.LayerNorm(1e-5, dtype=jnp.float32, name="align_norm")(
         f_out + nn.Dense(d, dtype=self.dtype, name="align_2")(hidden)).astype(self.dtype)
     nl, t = ref.shape[1], audio.shape[1]
-    lips = xavier_heads("lip_head", 2 * lm.NUM_LIPS, self.dtype)(f_final[:, nl:nl + t])
-    jaw = xavier_heads("jaw_head", 2 * lm.NUM_JAW, self.dtype)(f_final[:, nl + t:])
+    zero = self.zero_init_heads
+    lips = xavier_heads("lip_head", 2 * lm.NUM_LIPS, self.dtype, zero)(f_final[:, nl:nl + t])
+    jaw = xavier_heads("jaw_head", 2 * lm.NUM_JAW, self.dtype, zero)(f_final[:, nl + t:])
     return content_from_heads(lips, jaw).astype(jnp.float32)

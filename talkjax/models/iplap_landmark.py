@@ -186,10 +186,11 @@ def content_from_heads(lips: jax.Array, jaw: jax.Array) -> jax.Array:
   return jnp.concatenate([jaw.reshape(b, t, lm.NUM_JAW, 2), lips.reshape(b, t, lm.NUM_LIPS, 2)], axis=2)
 
 
-def xavier_heads(name: str, features: int, dtype) -> nn.Dense:
-  # IP_LAP's weight_init: xavier_normal_ weights, zero biases for its Linear layers.
-  return nn.Dense(features, kernel_init=nn.initializers.xavier_normal(), bias_init=nn.initializers.zeros,
-                  dtype=dtype, name=name)
+def xavier_heads(name: str, features: int, dtype, zero: bool = False) -> nn.Dense:
+  """An output head with IP_LAP's ``weight_init`` (Xavier-normal weights, zero bias), or with ``zero``
+  a zero kernel: a model predicting offsets from the reference shape then starts at that shape."""
+  init = nn.initializers.zeros if zero else nn.initializers.xavier_normal()
+  return nn.Dense(features, kernel_init=init, bias_init=nn.initializers.zeros, dtype=dtype, name=name)
 
 
 class IPLAPLandmarkGenerator(nn.Module):
@@ -207,12 +208,16 @@ class IPLAPLandmarkGenerator(nn.Module):
   Returns ``(B, T, 57, 2)``: jaw (17) then lips (40) of the T frames, normalised crop coordinates.
   (PyTorch returns the same values as ``(B*T, 2, 57)``.) With ``train=True`` BatchNorm uses batch
   statistics (``batch_stats`` must be mutable) and dropout needs a ``"dropout"`` RNG.
+
+  ``zero_init_heads`` starts the heads at zero output: for models trained to predict offsets from
+  the mean reference shape (``talkjax.models.landmark_inference.apply_model(offset=True)``).
   """
   width_divisor: int = 1
   num_layers: int = 4
   num_heads: int = 4
   dim_feedforward: int = 1024
   dropout: float = 0.1
+  zero_init_heads: bool = False
   dtype: Any = jnp.float32
 
   @property
@@ -230,8 +235,9 @@ class IPLAPLandmarkGenerator(nn.Module):
     out = TransformerEncoder(self.num_layers, d, self.num_heads, self.dim_feedforward, self.dropout,
                              dtype=self.dtype, name="transformer")(tokens, deterministic=not train)
     nl, t = ref.shape[1], audio.shape[1]
-    lips = xavier_heads("lip_head", 2 * lm.NUM_LIPS, self.dtype)(out[:, nl:nl + t])
-    jaw = xavier_heads("jaw_head", 2 * lm.NUM_JAW, self.dtype)(out[:, nl + t:])
+    zero = self.zero_init_heads
+    lips = xavier_heads("lip_head", 2 * lm.NUM_LIPS, self.dtype, zero)(out[:, nl:nl + t])
+    jaw = xavier_heads("jaw_head", 2 * lm.NUM_JAW, self.dtype, zero)(out[:, nl + t:])
     return content_from_heads(lips, jaw).astype(jnp.float32)
 
 

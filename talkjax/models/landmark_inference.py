@@ -24,6 +24,13 @@ score well without listening, and at inference the source video's mouth leaks in
 points (eyes, brows, nose, upper face contour: nothing that moves with the jaw) before the network,
 and the predictions are mapped back to the crop, so the opening must come from the audio.
 
+Offsets (``offset=True``): the network's output is added to the mean content (jaw + lips) of the
+reference frames, in the frame the network sees, so it predicts how each frame departs from the
+speaker's average mouth rather than the absolute shape (heads zero-initialised: training starts at
+the mean-reference baseline). IP_LAP and paper 000 regress absolute coordinates; at the CPU budget
+that regression stalls at the population-mean shape and ignores the audio (BUILD_NOTES.md
+"landmarks" has the measurements), so the ``runlocal`` configs predict offsets.
+
 Typical use::
 
   predictor = load_predictor("/tmp/dct_lm_local")                  # a training workdir
@@ -72,7 +79,8 @@ def from_frame(points: jax.Array, centre: jax.Array, side: jax.Array) -> jax.Arr
 
 
 def apply_model(model, variables: dict, mel: jax.Array, pose: jax.Array, reference: jax.Array, *,
-                normalization: str = "crop", train: bool = False, rngs: dict | None = None):
+                normalization: str = "crop", offset: bool = False, train: bool = False,
+                rngs: dict | None = None):
   """Runs a landmark generator on crop-normalised landmarks; returns crop-normalised content.
 
   Args:
@@ -82,6 +90,7 @@ def apply_model(model, variables: dict, mel: jax.Array, pose: jax.Array, referen
       each frame's IP_LAP crop (the ``landmarks`` sampler's arrays).
     normalization: ``"crop"`` (the network sees the crop coordinates, IP_LAP) or ``"pose"`` (each
       frame re-expressed in the box of its own pose points; see the module docstring).
+    offset: the network predicts offsets from the mean reference content (module docstring).
     train: training mode (batch statistics updated, dropout with ``rngs["dropout"]``).
 
   Returns:
@@ -99,6 +108,8 @@ def apply_model(model, variables: dict, mel: jax.Array, pose: jax.Array, referen
     content, updates = model.apply(variables, *args, train=True, rngs=rngs, mutable=["batch_stats"])
   else:
     content, updates = model.apply(variables, *args, train=False), None
+  if offset:
+    content = content + jnp.mean(reference[..., lm.CONTENT_SLICE, :], axis=-3, keepdims=True)
   if normalization == "pose":
     content = from_frame(content, centre, side)
   return (content, updates["batch_stats"]) if train else content
@@ -174,11 +185,11 @@ def _nearest_valid(valid: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=16)
-def _jitted_apply(model, normalization: str):
+def _jitted_apply(model, normalization: str, offset: bool):
   """One jitted eval-mode forward per (equal) model, shared by predictors of the same architecture."""
 
   def apply(variables, mel, pose, reference):
-    return apply_model(model, variables, mel, pose, reference, normalization=normalization)
+    return apply_model(model, variables, mel, pose, reference, normalization=normalization, offset=offset)
 
   return jax.jit(apply)
 
@@ -195,10 +206,12 @@ class LandmarkPredictor:
     margin: crop margin in source pixels around the 131 points (training crops used 5).
     batch_size: windows per compiled call.
     normalization: the coordinate frame the model was trained in (:func:`apply_model`).
+    offset: whether the model predicts offsets from the mean reference content (:func:`apply_model`).
   """
 
   def __init__(self, model, variables: dict, *, num_frames: int = 5, num_references: int = 15,
-               mel_offset: int = -2, margin: float = 5.0, batch_size: int = 64, normalization: str = "crop"):
+               mel_offset: int = -2, margin: float = 5.0, batch_size: int = 64, normalization: str = "crop",
+               offset: bool = False):
     if num_frames < 1 or num_references < 1 or batch_size < 1:
       raise ConfigError(f"LandmarkPredictor: num_frames, num_references and batch_size must be >= 1, got "
                         f"{num_frames}, {num_references}, {batch_size}")
@@ -207,10 +220,10 @@ class LandmarkPredictor:
                         f"got {normalization!r}")
     self.model, self.num_frames, self.num_references = model, int(num_frames), int(num_references)
     self.mel_offset, self.margin, self.batch_size = int(mel_offset), float(margin), int(batch_size)
-    self.normalization = normalization
+    self.normalization, self.offset = normalization, bool(offset)
     self.variables = jax.tree.map(jnp.asarray, {"params": variables["params"],
                                                 "batch_stats": variables.get("batch_stats", {})})
-    self._apply = _jitted_apply(model, normalization)
+    self._apply = _jitted_apply(model, normalization, self.offset)
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict, variables: dict,

@@ -14,6 +14,8 @@ target jaw + lips ``target (T, 57, 2)``; landmarks normalised in each frame's IP
 IP_LAP's protocol) or ``"pose"`` (each frame re-expressed in the box of its own pose points, which
 removes the mouth opening that leaks into the crop-normalised pose points; predictions and losses
 are in crop coordinates either way): see ``talkjax.models.landmark_inference.apply_model``.
+``config.model.offset`` (default False, the papers' absolute regression) makes the network predict
+offsets from the mean reference content, its heads zero-initialised (the ``runlocal`` configs).
 
 One player, ``generator``; loss ``sum_k loss_weights[k] * term_k`` over the terms named in
 ``config.loss_weights`` (all four are computed and logged):
@@ -71,14 +73,15 @@ def make_model(model_config) -> nn.Module:
   if name == "iplap_landmark":
     return iplap_landmark.IPLAPLandmarkGenerator(
         width_divisor=int(m.width_divisor), num_layers=int(m.num_layers), num_heads=int(m.num_heads),
-        dim_feedforward=int(m.dim_feedforward), dropout=float(m.dropout))
+        dim_feedforward=int(m.dim_feedforward), dropout=float(m.dropout),
+        zero_init_heads=predicts_offset(model_config))
   if name == "dct_landmark":
     return dct_landmark.DCTLandmarkGenerator(
         width_divisor=int(m.width_divisor), num_layers=int(m.num_layers), num_heads=int(m.num_heads),
         dim_feedforward=int(m.dim_feedforward), dropout=float(m.dropout), block_size=int(m.block_size),
         halo=int(m.halo), dacn_width=int(m.dacn_width), dacn_kernel=int(m.dacn_kernel),
         dacn_hidden=tuple(int(v) for v in m.dacn_hidden), condition=tuple(str(v) for v in m.condition),
-        use_dacn=bool(m.use_dacn))
+        use_dacn=bool(m.use_dacn), zero_init_heads=predicts_offset(model_config))
   raise ConfigError(f"config.model.name: unknown landmark model {name!r}; valid: {', '.join(MODEL_NAMES)}")
 
 
@@ -101,12 +104,20 @@ def normalization(config) -> str:
   return value
 
 
+def predicts_offset(model_config) -> bool:
+  """Whether the network predicts offsets from the mean reference content (``model.offset``)."""
+  value = model_config.get("offset", False)
+  if not isinstance(value, bool):
+    raise ConfigError(f"config.model.offset: expected True or False, got {value!r}")
+  return value
+
+
 def predict(model: nn.Module, variables: dict, batch: dict, *, normalization: str = "crop",
-            train: bool = False, rngs=None):
+            offset: bool = False, train: bool = False, rngs=None):
   """Runs ``model`` on a ``landmarks`` batch; returns the (B, T, 57, 2) content in the target frames'
   crop coordinates and, with ``train``, the updated batch statistics."""
   return landmark_inference.apply_model(model, variables, batch["mel"], batch["pose"], batch["reference"],
-                                        normalization=normalization, train=train, rngs=rngs)
+                                        normalization=normalization, offset=offset, train=train, rngs=rngs)
 
 
 # --- Losses ---------------------------------------------------------------------------------------
@@ -229,16 +240,16 @@ def initial_weights(config) -> dict[str, float]:
 def players(config, nets) -> list[Player]:
   gen = nets["generator"]
   weighted = tuple(initial_weights(config))
-  frame = normalization(config)
+  frame, offset = normalization(config), predicts_offset(config.model)
 
   def generator_loss(params, ctx: LossContext):
     variables = {"params": params["generator"], "batch_stats": ctx.batch_stats["generator"]}
     if ctx.train:
-      pred, stats = predict(gen, variables, ctx.batch, normalization=frame, train=True,
+      pred, stats = predict(gen, variables, ctx.batch, normalization=frame, offset=offset, train=True,
                             rngs={"dropout": rbg_key(ctx.rng)})
       new_stats = {"generator": stats}
     else:
-      pred, new_stats = predict(gen, variables, ctx.batch, normalization=frame), {}
+      pred, new_stats = predict(gen, variables, ctx.batch, normalization=frame, offset=offset), {}
     target = ctx.batch["target"]
     terms = {name: fn(pred, target) for name, fn in LOSSES.items()}
     terms["lip_l1"] = jnp.mean(jnp.abs(pred[:, :, lm.NUM_JAW:] - target[:, :, lm.NUM_JAW:]))
@@ -324,14 +335,15 @@ class LandmarkEvaluator:
     self.ctx, self.num_batches, self.image_size = ctx, int(num_batches), int(image_size)
     self.num_sketches, self.sketch_size = int(num_sketches), int(sketch_size)
     gen = ctx.nets["generator"]
-    frame = normalization(ctx.config)
+    frame, offset = normalization(ctx.config), predicts_offset(ctx.config.model)
 
     def outputs(state, batch, frozen):
       del frozen
       variables = {"params": state.params["generator"], "batch_stats": state.batch_stats["generator"]}
-      pred = predict(gen, variables, batch, normalization=frame)
+      pred = predict(gen, variables, batch, normalization=frame, offset=offset)
       # Control: the same frames driven by another example's audio (the batch rolled by one).
-      other = predict(gen, variables, {**batch, "mel": jnp.roll(batch["mel"], 1, axis=0)}, normalization=frame)
+      other = predict(gen, variables, {**batch, "mel": jnp.roll(batch["mel"], 1, axis=0)},
+                      normalization=frame, offset=offset)
       return pred, other, {name: fn(pred, batch["target"]) for name, fn in LOSSES.items()}
 
     self._fn = ctx.compile(outputs)
@@ -370,4 +382,4 @@ def inference_settings(config) -> dict[str, Any]:
   infer = config.get("infer") or {}
   return {"num_frames": t, "num_references": nl, "mel_offset": int(data.get("mel_offset", -2)),
           "margin": float(infer.get("margin", 5)), "batch_size": int(infer.get("batch_size", 64)),
-          "normalization": normalization(config)}
+          "normalization": normalization(config), "offset": predicts_offset(config.model)}
