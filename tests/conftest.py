@@ -21,6 +21,19 @@ def repo_root() -> str:
   return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.fixture(scope="session")
+def xla_cache(tmp_path_factory) -> str:
+  """A persistent XLA compilation cache shared by the test processes (xdist workers and the
+  subprocesses given ``JAX_COMPILATION_CACHE_DIR``); an existing setting wins. Returns its path."""
+  import jax  # pylint: disable=g-import-not-at-top
+  base = tmp_path_factory.getbasetemp()
+  path = str((base.parent if base.name.startswith("popen-") else base) / "xla_cache")
+  if not jax.config.jax_compilation_cache_dir:
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+  return jax.config.jax_compilation_cache_dir
+
+
 # A tiny preprocessed synthetic corpus (3 speakers x 2 clips x 2 s, with pairs), built once per test
 # session and shared by the xdist workers through the embedded-corpus cache lock.
 TINY_CORPUS = dict(speakers=3, clips=2, duration=2.0, video_size=128, size=96, face_size=128)

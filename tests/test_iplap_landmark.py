@@ -330,6 +330,42 @@ def test_pose_frame_makes_predictions_follow_the_crop_box(tiny):
   np.testing.assert_allclose(framed.max(axis=-2).max(axis=-1), 1.0, atol=1e-6)
 
 
+@pytest.mark.parametrize("normalization", landmark_inference.NORMALIZATIONS)
+def test_offset_model_starts_at_the_mean_reference_shape(normalization):
+  """``offset=True`` with zero-initialised heads predicts, before any training, the mean reference
+  jaw + lips expressed in each target frame (NumPy reference), whatever the audio; trained heads add
+  to it."""
+  model = iplap_landmark.IPLAPLandmarkGenerator(**TINY, zero_init_heads=True)
+  mel, pose, ref_pose, ref_content = iplap_landmark.example_inputs(2, num_frames=5, num_references=3, seed=2)
+  reference = np.concatenate([ref_pose, ref_content], axis=2)
+  variables = task.init_variables(model, jax.random.key(0), {"mel": mel, "pose": pose, "reference": reference})
+  for head in ("lip_head", "jaw_head"):
+    assert not np.any(np.asarray(variables["params"][head]["kernel"]))
+
+  def run(variables, mel):
+    return np.asarray(landmark_inference.apply_model(model, variables, mel, pose, reference,
+                                                     normalization=normalization, offset=True))
+
+  if normalization == "pose":   # each reference in its own pose box, mapped into each frame's box
+    def box(points):
+      lo, hi = points.min(axis=-2, keepdims=True), points.max(axis=-2, keepdims=True)
+      return 0.5 * (lo + hi), (hi - lo).max(axis=-1, keepdims=True)
+    rc, rs = box(ref_pose)
+    mean = ((ref_content - rc) / rs + 0.5).mean(axis=1, keepdims=True)        # (B, 1, 57, 2)
+    c, sd = box(pose)
+    expected = (mean - 0.5) * sd + c
+  else:
+    expected = np.broadcast_to(ref_content.mean(axis=1, keepdims=True), (2, 5, lm.NUM_CONTENT, 2))
+  out = run(variables, mel)
+  chex.assert_shape(out, (2, 5, lm.NUM_CONTENT, 2))
+  np.testing.assert_allclose(out, expected, atol=1e-5)
+  np.testing.assert_allclose(run(variables, -mel), expected, atol=1e-5)
+  bumped = jax.tree.map(lambda x: x, variables)
+  bumped["params"]["lip_head"]["bias"] = jnp.full((2 * lm.NUM_LIPS,), 0.01)   # trained heads add to it
+  moved = run(bumped, mel) - out
+  assert np.abs(moved[:, :, lm.NUM_JAW:]).min() > 1e-3 and np.abs(moved[:, :, :lm.NUM_JAW]).max() < 1e-6
+
+
 @pytest.mark.parametrize("which, shape, match", [
     (0, (2, 5, 80, 16), "mel"),
     (1, (2, 4, 74, 2), "pose"),

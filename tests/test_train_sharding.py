@@ -16,15 +16,8 @@ from talkjax import checkpoints
 from talkjax.train import train_and_evaluate
 
 
-@pytest.fixture(scope="module", autouse=True)
-def xla_cache(tmp_path_factory):
-  """Persistent compilation cache: the runs below compile the same programs several times."""
-  base = tmp_path_factory.getbasetemp()
-  path = str((base.parent if base.name.startswith("popen-") else base) / "xla_cache")
-  if not jax.config.jax_compilation_cache_dir:
-    jax.config.update("jax_compilation_cache_dir", path)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
-  return jax.config.jax_compilation_cache_dir
+# The many short runs below compile the same programs: share compilations (conftest.py).
+pytestmark = pytest.mark.usefixtures("xla_cache")
 
 
 def toy(**overrides):

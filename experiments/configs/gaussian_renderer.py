@@ -8,10 +8,10 @@ with the target sketch; 2k+1 = 5 sketches around the target). Loss ``2.5 L_w + 4
 
 Commands:
   python -m experiments.train --config=gaussian_renderer --workdir=/tmp/gaussian_renderer
-  flock /work/notes/train.lock python -m experiments.train --config=gaussian_renderer:runlocal \
-      --workdir=/work/runs/renderers_a/gaussian_renderer_runlocal
-  flock /work/notes/train.lock python -m experiments.train --config=gaussian_renderer:runlocal,no_gs \
-      --workdir=/work/runs/renderers_a/gaussian_renderer_no_gs_runlocal
+  python -m experiments.train --config=gaussian_renderer:runlocal --workdir=/tmp/gaussian_local
+  python -m experiments.train --config=gaussian_renderer:runlocal,no_gs --workdir=/tmp/gaussian_local_no_gs
+  python -m experiments.generate --config=gaussian_renderer:runlocal --workdir=/tmp/gaussian_local \
+      --landmark_workdir=/tmp/dct_lm_local --face=face.png --audio=speech.wav --output=out.mp4
 
 Variants (comma-separated): ``no_gs`` (the paper's Table 4 ablation: the hard mask instead of the
 Gaussian-blurred one; nothing else changes), ``runlocal`` (the CPU-sized setting of

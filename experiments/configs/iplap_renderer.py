@@ -7,8 +7,7 @@ IP_LAP's ``train_video_renderer.py``: 3 references, Adam 1e-4 (D: betas 0.5, 0.9
 
 Commands:
   python -m experiments.train --config=iplap_renderer --workdir=/tmp/iplap_renderer
-  flock /work/notes/train.lock python -m experiments.train --config=iplap_renderer:runlocal \
-      --workdir=/work/runs/renderers_a/iplap_renderer_runlocal
+  python -m experiments.train --config=iplap_renderer:runlocal --workdir=/tmp/iplap_renderer_local
 
 VGG19: ``--config.frozen.vgg19=DIR`` with torchvision's weights converted by ``python -m
 third_party.convert --kind=vgg19 --input=vgg19-dcbb9e9d.pth --output=DIR``; without it the random-feature

@@ -12,8 +12,7 @@ which the paper follows (batch 96, warp loss alone first). Inference: 25 referen
 
 Commands:
   python -m experiments.train --config=lip_prior_renderer --workdir=/tmp/lip_prior_renderer
-  flock /work/notes/train.lock python -m experiments.train --config=lip_prior_renderer:runlocal \
-      --workdir=/work/runs/renderers_b/lip_prior_runlocal
+  python -m experiments.train --config=lip_prior_renderer:runlocal --workdir=/tmp/lip_prior_local
   (ablations: add ``,no_ali`` / ``,no_lip`` / ``,no_aud`` to the variant list)
   python -m experiments.generate --config=lip_prior_renderer --workdir=DIR --landmark_workdir=DIR2 \
       --face=FACE --audio=AUDIO --output=OUT.mp4

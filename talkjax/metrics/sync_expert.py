@@ -29,7 +29,7 @@ Also here: :func:`sync_metrics` (in-sync vs off-sync accuracy, BCE, ROC AUC), th
 acceptance check of a trained expert (:func:`shift_test`, :func:`held_out_accuracy`) and its
 command line::
 
-  python -m talkjax.metrics.sync_expert --workdir=/work/runs/syncnet_expert/local [--shift=10] [--check]
+  python -m talkjax.metrics.sync_expert --workdir=/tmp/syncnet_local [--shift=10] [--check]
   python -m talkjax.metrics.sync_expert --expert=DIR --data_root=DATASET --split=eval
 """
 
