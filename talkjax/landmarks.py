@@ -69,6 +69,7 @@ INNER_LIP_TOP, INNER_LIP_BOTTOM = _POS[13], _POS[14]
 OUTER_LIP_TOP, OUTER_LIP_BOTTOM = _POS[0], _POS[17]
 CHIN = _POS[152]
 NOSE_TIP = _POS[4]
+NOSE_BASE = tuple(range(33, 42))   # POSE[33:42]: the nose base, alar to alar through the tip
 OUTER_LIPS = tuple(range(LIPS_SLICE.start, LIPS_SLICE.start + 20))
 INNER_LIPS = tuple(range(LIPS_SLICE.start + 20, NUM_POINTS))
 

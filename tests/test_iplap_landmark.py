@@ -332,9 +332,9 @@ def test_pose_frame_makes_predictions_follow_the_crop_box(tiny):
 
 @pytest.mark.parametrize("normalization", landmark_inference.NORMALIZATIONS)
 def test_offset_model_starts_at_the_mean_reference_shape(normalization):
-  """``offset=True`` with zero-initialised heads predicts, before any training, the mean reference
-  jaw + lips expressed in each target frame (NumPy reference), whatever the audio; trained heads add
-  to it."""
+  """``offset=True`` with zero-initialised heads predicts, before any training, the references' jaw +
+  lips moved to each target frame's nose base and averaged (NumPy reference), whatever the audio;
+  trained heads add to it."""
   model = iplap_landmark.IPLAPLandmarkGenerator(**TINY, zero_init_heads=True)
   mel, pose, ref_pose, ref_content = iplap_landmark.example_inputs(2, num_frames=5, num_references=3, seed=2)
   reference = np.concatenate([ref_pose, ref_content], axis=2)
@@ -346,16 +346,21 @@ def test_offset_model_starts_at_the_mean_reference_shape(normalization):
     return np.asarray(landmark_inference.apply_model(model, variables, mel, pose, reference,
                                                      normalization=normalization, offset=True))
 
-  if normalization == "pose":   # each reference in its own pose box, mapped into each frame's box
+  def prior(pose, ref_pose, ref_content):   # the references' content, nose base on the frame's, averaged
+    ref_nose = ref_pose[:, :, 33:42].mean(axis=2, keepdims=True)              # (B, Nl, 1, 2)
+    shape = (ref_content - ref_nose).mean(axis=1, keepdims=True)              # (B, 1, 57, 2)
+    return shape + pose[:, :, 33:42].mean(axis=2, keepdims=True)             # (B, T, 57, 2)
+
+  if normalization == "pose":   # each reference in its own pose box, the result mapped to each frame's
     def box(points):
       lo, hi = points.min(axis=-2, keepdims=True), points.max(axis=-2, keepdims=True)
       return 0.5 * (lo + hi), (hi - lo).max(axis=-1, keepdims=True)
     rc, rs = box(ref_pose)
-    mean = ((ref_content - rc) / rs + 0.5).mean(axis=1, keepdims=True)        # (B, 1, 57, 2)
     c, sd = box(pose)
-    expected = (mean - 0.5) * sd + c
+    framed = prior((pose - c) / sd + 0.5, (ref_pose - rc) / rs + 0.5, (ref_content - rc) / rs + 0.5)
+    expected = (framed - 0.5) * sd + c
   else:
-    expected = np.broadcast_to(ref_content.mean(axis=1, keepdims=True), (2, 5, lm.NUM_CONTENT, 2))
+    expected = prior(pose, ref_pose, ref_content)
   out = run(variables, mel)
   chex.assert_shape(out, (2, 5, lm.NUM_CONTENT, 2))
   np.testing.assert_allclose(out, expected, atol=1e-5)

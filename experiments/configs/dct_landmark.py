@@ -13,14 +13,15 @@ Commands:
   python -m experiments.generate_landmarks --config=dct_landmark:runlocal --workdir=/tmp/dct_lm_local \
       --face=face.mp4 --audio=speech.wav --output=/tmp/landmarks_out
 
-Expected: ``runlocal`` (d_model 128, 3000 steps of batch 16, the embedded ``runlocal`` corpus) trains
-in about 15 minutes on the 2-core CPU (the budget is 20) and ends with a held-out ``eval/landmarks/lip_l1_ratio`` under 0.5 and
-``eval/landmarks/openness_r`` above 0.7; the figures of both variants and of ``iplap_landmark`` on the
+Expected: ``runlocal`` (d_model 128, 2000 steps of batch 16, the embedded ``runlocal`` corpus) trains
+in about 10 minutes on the 2-core CPU (the budget is 20) and ends with a held-out
+``eval/landmarks/lip_l1_ratio`` under 0.5 and ``eval/landmarks/openness_r`` above 0.7; the figures of both variants and of ``iplap_landmark`` on the
 same split are in BUILD_NOTES.md ("landmarks"). The paper-scale model needs a GPU.
 
 Variants (comma-separated):
-  ``runlocal``  d_model 128 (encoder widths / 4), batch 16, offsets from the mean reference shape
-                (``model.offset``; the papers regress absolute coordinates): the CPU budget run.
+  ``runlocal``  d_model 128 (encoder widths / 4), batch 16, offsets from the nose-anchored mean
+                reference shape (``model.offset``; the papers regress absolute coordinates): the CPU
+                budget run.
   ``no_dcf``    ablation (paper Table 4): a plain transformer encoder instead of the DACN half.
   ``ip_lap_frame``  the network sees IP_LAP's crop coordinates (the papers' protocol) instead of
                 each frame's pose-point box; the crop box includes the chin, so the mouth opening

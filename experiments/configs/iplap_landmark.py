@@ -11,14 +11,16 @@ Commands:
   python -m experiments.generate_landmarks --config=iplap_landmark:runlocal --workdir=/tmp/iplap_lm_local \
       --face=face.mp4 --audio=speech.wav --output=/tmp/landmarks_out
 
-Expected: ``runlocal`` (d_model 128, 3000 steps of batch 16, the embedded ``runlocal`` corpus) trains
-in about 15 minutes on the 2-core CPU (the budget is 20) and ends with a held-out ``eval/landmarks/lip_l1_ratio`` (model / mean-reference-lips
-baseline) well under 0.5 and ``eval/landmarks/openness_r`` above 0.7; the measured figures are in
-BUILD_NOTES.md ("landmarks"). The paper-scale model (13.7M parameters) needs a GPU.
+Expected: ``runlocal`` (d_model 128, 2000 steps of batch 16, the embedded ``runlocal`` corpus) trains
+in about 10 minutes on the 2-core CPU (the budget is 20) and ends with a held-out
+``eval/landmarks/lip_l1_ratio`` (model / mean-reference-lips baseline) under 0.5 and
+``eval/landmarks/openness_r`` above 0.7; the measured figures are in BUILD_NOTES.md ("landmarks").
+The paper-scale model (13.7M parameters) needs a GPU.
 
 Variants (comma-separated):
-  ``runlocal``  d_model 128 (all widths / 4), batch 16, offsets from the mean reference shape
-                (``model.offset``; the papers regress absolute coordinates): the CPU budget run.
+  ``runlocal``  d_model 128 (all widths / 4), batch 16, offsets from the nose-anchored mean
+                reference shape (``model.offset``; the papers regress absolute coordinates): the CPU
+                budget run.
   ``ip_lap_frame``  the network sees IP_LAP's crop coordinates (the papers' protocol) instead of
                 each frame's pose-point box; the crop box includes the chin, so the mouth opening
                 leaks into the pose input (BUILD_NOTES.md "landmarks" measures it).
@@ -42,7 +44,8 @@ def landmark_config(arg, *, model: dict, loss_weights: dict, batch_size: int, nu
     eval_batches: held-out batches per evaluation at paper scale.
 
   ``runlocal`` and ``tiny`` set the run control, data, optimiser and shared model fields (widths
-  divided by 4 / 16, offsets from the mean reference shape); the caller sets its own model's.
+  divided by 4 / 16, offsets from the nose-anchored mean reference shape); the caller sets its own
+  model's.
   """
   c = ml_collections.ConfigDict()
   c.task = "landmarks"
@@ -82,13 +85,13 @@ def landmark_config(arg, *, model: dict, loss_weights: dict, batch_size: int, nu
 
   if arg.runlocal or arg.tiny:
     c.batch_size = 16
-    c.total_steps = 3000
+    c.total_steps = 2000
     c.log_every = 50
     c.checkpoint_every = 1000
     c.eval_every = 500
     c.data.preset = "runlocal"
-    # Predict offsets from the mean reference jaw + lips (zero-initialised heads): with the papers'
-    # absolute regression the CPU budget ends at the population-mean shape, deaf to the audio
+    # Predict offsets from the nose-anchored mean reference jaw + lips (zero-initialised heads): with
+    # the papers' absolute regression the CPU budget ends at the population-mean shape, deaf to the audio
     # (lip L1 1.3x the mean-reference baseline, openness r < 0; BUILD_NOTES.md "landmarks").
     c.model.offset = True
     c.model.width_divisor = 4

@@ -210,7 +210,7 @@ class IPLAPLandmarkGenerator(nn.Module):
   statistics (``batch_stats`` must be mutable) and dropout needs a ``"dropout"`` RNG.
 
   ``zero_init_heads`` starts the heads at zero output: for models trained to predict offsets from
-  the mean reference shape (``talkjax.models.landmark_inference.apply_model(offset=True)``).
+  a reference prior (``talkjax.models.landmark_inference.apply_model(offset=True)``).
   """
   width_divisor: int = 1
   num_layers: int = 4

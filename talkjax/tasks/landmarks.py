@@ -15,7 +15,8 @@ IP_LAP's protocol) or ``"pose"`` (each frame re-expressed in the box of its own 
 removes the mouth opening that leaks into the crop-normalised pose points; predictions and losses
 are in crop coordinates either way): see ``talkjax.models.landmark_inference.apply_model``.
 ``config.model.offset`` (default False, the papers' absolute regression) makes the network predict
-offsets from the mean reference content, its heads zero-initialised (the ``runlocal`` configs).
+offsets from the nose-anchored mean reference content (``landmark_inference.reference_prior``), its
+heads zero-initialised (the ``runlocal`` configs).
 
 One player, ``generator``; loss ``sum_k loss_weights[k] * term_k`` over the terms named in
 ``config.loss_weights`` (all four are computed and logged):
@@ -105,7 +106,7 @@ def normalization(config) -> str:
 
 
 def predicts_offset(model_config) -> bool:
-  """Whether the network predicts offsets from the mean reference content (``model.offset``)."""
+  """Whether the network predicts offsets from the nose-anchored reference prior (``model.offset``)."""
   value = model_config.get("offset", False)
   if not isinstance(value, bool):
     raise ConfigError(f"config.model.offset: expected True or False, got {value!r}")
