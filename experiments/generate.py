@@ -1,5 +1,6 @@
 r"""Renders a talking face: ``python -m experiments.generate --config=NAME[:ARGS] --workdir=DIR \
-    --face=VIDEO_OR_IMAGE --audio=AUDIO --output=OUT.mp4 [--blend=direct|feather]``.
+    --face=VIDEO_OR_IMAGE --audio=AUDIO --output=OUT.mp4 [--blend=direct|feather]``; the two-stage
+renderers also take ``--landmark_workdir=DIR`` (a trained ``iplap_landmark`` / ``dct_landmark``).
 
 Restores the latest checkpoint of a training workdir (``python -m experiments.train``) and renders
 the face video (looped back and forth when shorter than the audio) or photo (still pose) speaking
@@ -22,6 +23,9 @@ _AUDIO = flags.DEFINE_string("audio", None, "Driving audio (any format, or a vid
 _OUTPUT = flags.DEFINE_string("output", None, "Output mp4 (written atomically).")
 _BLEND = flags.DEFINE_enum("blend", None, ["direct", "feather"],
                            "Paste-back: direct cover or a feathered mask (default: the model's).")
+_LANDMARKS = flags.DEFINE_string("landmark_workdir", None,
+                                 "Two-stage renderers: the trained audio-to-landmark workdir (iplap_landmark "
+                                 "or dct_landmark; default: config.inference.landmark_workdir).")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
 _BATCH = flags.DEFINE_integer("batch_size", None, "Frames per generator call (default: config.infer).")
 _FPS = flags.DEFINE_float("fps", 25.0, "Output frame rate (the face video is resampled to it).")
@@ -39,7 +43,7 @@ def main(argv):
     config = cli.resolve_config(_CONFIG.value, _WORKDIR.value)
     report = generate.generate_from_workdir(
         _WORKDIR.value, _FACE.value, _AUDIO.value, _OUTPUT.value, config=config, step=_STEP.value,
-        batch_size=_BATCH.value, paste=_BLEND.value, fps=_FPS.value, progress=not _QUIET.value)
+        batch_size=_BATCH.value, landmark_workdir=_LANDMARKS.value, paste=_BLEND.value, fps=_FPS.value, progress=not _QUIET.value)
   print(report.summary())
 
 

@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import av
 import jax
@@ -115,6 +117,39 @@ def test_missing_landmark_model_is_a_clear_error(workdirs):
     pipeline.load_renderer(renderer_dir, landmark_workdir=renderer_dir + "-missing")
   with pytest.raises(ConfigError, match="no config.json"):    # a directory that is not a workdir
     pipeline.load_renderer(renderer_dir, landmark_workdir=os.path.dirname(renderer_dir))
+
+
+def test_cli_takes_the_landmark_workdir_flag(workdirs, media_files, tmp_path, repo_root):
+  """``python -m experiments.generate --landmark_workdir=DIR`` (the issue's command) renders the mp4;
+  without the flag and without ``config.inference.landmark_workdir`` it exits 1 naming the flag."""
+  renderer_dir, landmark_dir = workdirs
+  photo, speech = media_files
+  out = tmp_path / "cli" / "astronaut.mp4"
+  base = [sys.executable, "-m", "experiments.generate", f"--workdir={renderer_dir}", f"--face={photo}",
+          f"--audio={speech}", f"--output={out}", "--quiet"]
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  missing = subprocess.run(base, capture_output=True, text=True, timeout=600, cwd=repo_root, env=env)
+  assert missing.returncode == 1 and "--landmark_workdir" in missing.stderr, missing.stderr[-2000:]
+  assert not out.exists()
+  proc = subprocess.run(base + [f"--landmark_workdir={landmark_dir}"], capture_output=True, text=True,
+                        timeout=900, cwd=repo_root, env=env)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "end to end" in proc.stdout
+  with av.open(str(out)) as container:
+    assert len(container.streams.audio) == 1
+    assert sum(1 for _ in container.decode(video=0)) > 10
+  assert os.listdir(out.parent) == ["astronaut.mp4"]
+
+
+def test_landmark_workdir_is_refused_by_single_stage_models(tmp_path):
+  """A landmark model means nothing to a model that renders from audio directly: a clear error."""
+  config = configs.get_config("dck_unet:tiny")
+  workdir = str(tmp_path / "dck")
+  os.makedirs(workdir)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort(indent=2))
+  with pytest.raises(ConfigError, match="two-stage renderers only"):
+    pipeline.load_renderer(workdir, landmark_workdir=str(tmp_path / "lm"))
 
 
 class _OpenAndClose:

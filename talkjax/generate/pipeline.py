@@ -531,6 +531,10 @@ def load_renderer(workdir: str | os.PathLike[str], config: ml_collections.Config
   task = tasks.get(config.task)
   if not callable(getattr(task, "inference", None)):
     raise ConfigError(f"task {config.task!r} has no inference hook (talkjax.generate.hooks): it cannot render video")
+  if "landmark_workdir" in kwargs and not getattr(task, "TWO_STAGE", False):
+    raise ConfigError(f"landmark_workdir: task {config.task!r} renders from audio directly; a landmark model "
+                      "applies to the two-stage renderers only (iplap_renderer, gaussian_renderer, "
+                      "lip_prior_renderer)")
   variables = load_variables(config, workdir, step)
   return check_renderer(task.inference(config, variables, **kwargs), config.task)
 
@@ -538,8 +542,15 @@ def load_renderer(workdir: str | os.PathLike[str], config: ml_collections.Config
 def generate_from_workdir(workdir: str | os.PathLike[str], face: str | os.PathLike[str],
                           audio: str | os.PathLike[str], output: str | os.PathLike[str], *,
                           config: ml_collections.ConfigDict | None = None, step: int | None = None,
-                          batch_size: int | None = None, **kwargs) -> GenerationReport:
-  """:func:`load_renderer` then :func:`generate` (keyword arguments as there)."""
+                          batch_size: int | None = None, landmark_workdir: str | None = None,
+                          **kwargs) -> GenerationReport:
+  """:func:`load_renderer` then :func:`generate` (keyword arguments as there).
+
+  ``landmark_workdir``: for two-stage renderers, the trained audio-to-landmark workdir (overrides
+  ``config.inference.landmark_workdir``); an error for single-stage models.
+  """
   extra = {} if batch_size is None else {"batch_size": int(batch_size)}
+  if landmark_workdir:
+    extra["landmark_workdir"] = os.fspath(landmark_workdir)
   renderer = load_renderer(workdir, config, step=step, **extra)
   return generate(renderer, face, audio, output, **kwargs)

@@ -51,6 +51,7 @@ batch_spec = base.batch_spec
 frozen = base.frozen
 evaluators = base.evaluators
 inference = base.inference   # Two-stage generation (talkjax.generate.two_stage) builds the model by name.
+TWO_STAGE = base.TWO_STAGE
 
 
 def build_model(config) -> lpr.LipPriorRenderer:

@@ -751,6 +751,9 @@ def evaluators(config):
   return {"render_clips": RenderClipsEvaluator}
 
 
+TWO_STAGE = True   # generation needs a landmark model (``landmark_workdir``)
+
+
 def inference(config, variables, **kwargs):
   """The generation hook (``talkjax.generate.hooks``): two-stage generation with this renderer.
 
