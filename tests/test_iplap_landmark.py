@@ -331,7 +331,7 @@ def test_pose_frame_makes_predictions_follow_the_crop_box(tiny):
 
 
 @pytest.mark.parametrize("normalization", landmark_inference.NORMALIZATIONS)
-def test_offset_model_starts_at_the_mean_reference_shape(normalization):
+def test_offset_model_starts_at_the_reference_prior(normalization):
   """``offset=True`` with zero-initialised heads predicts, before any training, the references' jaw +
   lips moved to each target frame's nose base and averaged (NumPy reference), whatever the audio;
   trained heads add to it."""
