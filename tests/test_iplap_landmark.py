@@ -20,7 +20,7 @@ from talkjax.errors import CheckpointError, ShapeError
 from talkjax.models import iplap_landmark, landmark_inference
 from talkjax.tasks import landmarks as task
 from third_party import convert
-from parity import rel_err
+from parity import randomise_batchnorm, rel_err
 
 RTOL = 1e-5
 
@@ -156,16 +156,12 @@ class TorchLandmarkGenerator(torch.nn.Module):
 
 
 def randomised_torch_model(seed=0) -> TorchLandmarkGenerator:
+  """IP_LAP's generator with random weights, BatchNorm statistics (tests/parity.py) and LayerNorms."""
   torch.manual_seed(seed)
-  model = TorchLandmarkGenerator()
-  g = torch.Generator().manual_seed(seed + 1)
+  model = randomise_batchnorm(TorchLandmarkGenerator(), seed + 1)
+  g = torch.Generator().manual_seed(seed + 2)
   with torch.no_grad():
     for m in model.modules():
-      if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):  # pylint: disable=protected-access
-        m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-        m.bias.copy_(torch.rand(m.bias.shape, generator=g) - 0.5)
-        m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=g) - 0.5)
-        m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
       if isinstance(m, torch.nn.LayerNorm):
         m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
         m.bias.copy_(torch.rand(m.bias.shape, generator=g) - 0.5)
