@@ -43,7 +43,8 @@ def main(argv):
     config = cli.resolve_config(_CONFIG.value, _WORKDIR.value)
     report = generate.generate_from_workdir(
         _WORKDIR.value, _FACE.value, _AUDIO.value, _OUTPUT.value, config=config, step=_STEP.value,
-        batch_size=_BATCH.value, landmark_workdir=_LANDMARKS.value, paste=_BLEND.value, fps=_FPS.value, progress=not _QUIET.value)
+        batch_size=_BATCH.value, landmark_workdir=_LANDMARKS.value, paste=_BLEND.value, fps=_FPS.value,
+        progress=not _QUIET.value)
   print(report.summary())
 
 

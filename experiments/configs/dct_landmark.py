@@ -15,8 +15,9 @@ Commands:
 
 Expected: ``runlocal`` (d_model 128, 2000 steps of batch 16, the embedded ``runlocal`` corpus) trains
 in about 10 minutes on the 2-core CPU (the budget is 20) and ends with a held-out
-``eval/landmarks/lip_l1_ratio`` under 0.5 and ``eval/landmarks/openness_r`` above 0.7; the figures of both variants and of ``iplap_landmark`` on the
-same split are in BUILD_NOTES.md ("landmarks"). The paper-scale model needs a GPU.
+``eval/landmarks/lip_l1_ratio`` under 0.5 and ``eval/landmarks/openness_r`` above 0.7; the figures of
+both variants and of ``iplap_landmark`` on the same split are in BUILD_NOTES.md ("landmarks").
+The paper-scale model needs a GPU.
 
 Variants (comma-separated):
   ``runlocal``  d_model 128 (encoder widths / 4), batch 16, offsets from the nose-anchored mean

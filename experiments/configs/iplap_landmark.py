@@ -77,7 +77,8 @@ def landmark_config(arg, *, model: dict, loss_weights: dict, batch_size: int, nu
   c.loss_weights = ml_collections.ConfigDict(loss_weights)
   # Held-out speakers: loss terms, landmark errors vs the mean-reference baseline, mouth-opening r.
   c.evals = ml_collections.ConfigDict()
-  c.evals.landmarks = ml_collections.ConfigDict(dict(type="landmarks", num_batches=eval_batches, image_size=128))
+  c.evals.landmarks = ml_collections.ConfigDict(dict(type="landmarks", num_batches=eval_batches,
+                                                     image_size=128))
   # Inference (experiments.generate_landmarks, talkjax.models.landmark_inference): the crop margin in
   # source pixels (the training crops' +-5 px, so the model sees the normalisation it was trained on)
   # and windows per batch.
@@ -91,7 +92,8 @@ def landmark_config(arg, *, model: dict, loss_weights: dict, batch_size: int, nu
     c.eval_every = 500
     c.data.preset = "runlocal"
     # Predict offsets from the nose-anchored mean reference jaw + lips (zero-initialised heads): with
-    # the papers' absolute regression the CPU budget ends at the population-mean shape, deaf to the audio
+    # the papers' absolute regression the CPU budget ends at the population-mean shape, deaf to the
+    # audio
     # (lip L1 1.3x the mean-reference baseline, openness r < 0; BUILD_NOTES.md "landmarks").
     c.model.offset = True
     c.model.width_divisor = 4

@@ -113,6 +113,11 @@ def predicts_offset(model_config) -> bool:
   return value
 
 
+def coordinate_settings(config) -> dict[str, Any]:
+  """How the network's coordinates relate to the crop (``apply_model``'s ``normalization``, ``offset``)."""
+  return {"normalization": normalization(config), "offset": predicts_offset(config.model)}
+
+
 def predict(model: nn.Module, variables: dict, batch: dict, *, normalization: str = "crop",
             offset: bool = False, train: bool = False, rngs=None):
   """Runs ``model`` on a ``landmarks`` batch; returns the (B, T, 57, 2) content in the target frames'
@@ -241,16 +246,16 @@ def initial_weights(config) -> dict[str, float]:
 def players(config, nets) -> list[Player]:
   gen = nets["generator"]
   weighted = tuple(initial_weights(config))
-  frame, offset = normalization(config), predicts_offset(config.model)
+  frame = coordinate_settings(config)
 
   def generator_loss(params, ctx: LossContext):
     variables = {"params": params["generator"], "batch_stats": ctx.batch_stats["generator"]}
     if ctx.train:
-      pred, stats = predict(gen, variables, ctx.batch, normalization=frame, offset=offset, train=True,
+      pred, stats = predict(gen, variables, ctx.batch, **frame, train=True,
                             rngs={"dropout": rbg_key(ctx.rng)})
       new_stats = {"generator": stats}
     else:
-      pred, new_stats = predict(gen, variables, ctx.batch, normalization=frame, offset=offset), {}
+      pred, new_stats = predict(gen, variables, ctx.batch, **frame), {}
     target = ctx.batch["target"]
     terms = {name: fn(pred, target) for name, fn in LOSSES.items()}
     terms["lip_l1"] = jnp.mean(jnp.abs(pred[:, :, lm.NUM_JAW:] - target[:, :, lm.NUM_JAW:]))
@@ -336,15 +341,14 @@ class LandmarkEvaluator:
     self.ctx, self.num_batches, self.image_size = ctx, int(num_batches), int(image_size)
     self.num_sketches, self.sketch_size = int(num_sketches), int(sketch_size)
     gen = ctx.nets["generator"]
-    frame, offset = normalization(ctx.config), predicts_offset(ctx.config.model)
+    frame = coordinate_settings(ctx.config)
 
     def outputs(state, batch, frozen):
       del frozen
       variables = {"params": state.params["generator"], "batch_stats": state.batch_stats["generator"]}
-      pred = predict(gen, variables, batch, normalization=frame, offset=offset)
+      pred = predict(gen, variables, batch, **frame)
       # Control: the same frames driven by another example's audio (the batch rolled by one).
-      other = predict(gen, variables, {**batch, "mel": jnp.roll(batch["mel"], 1, axis=0)},
-                      normalization=frame, offset=offset)
+      other = predict(gen, variables, {**batch, "mel": jnp.roll(batch["mel"], 1, axis=0)}, **frame)
       return pred, other, {name: fn(pred, batch["target"]) for name, fn in LOSSES.items()}
 
     self._fn = ctx.compile(outputs)
@@ -383,4 +387,4 @@ def inference_settings(config) -> dict[str, Any]:
   infer = config.get("infer") or {}
   return {"num_frames": t, "num_references": nl, "mel_offset": int(data.get("mel_offset", -2)),
           "margin": float(infer.get("margin", 5)), "batch_size": int(infer.get("batch_size", 64)),
-          "normalization": normalization(config), "offset": predicts_offset(config.model)}
+          **coordinate_settings(config)}
