@@ -22,8 +22,9 @@ VGG19: ``--config.frozen.vgg19=DIR`` (torchvision's weights converted by ``pytho
 
 Variants (comma-separated): ``no_ali`` (no alignment model: no flow, no warped references, no warp
 loss), ``no_lip`` (no multi-reference lip module), ``no_aud`` (no audio-aware cross-attention), the
-paper's Table 1 ablations; ``runlocal`` (CPU-sized: 96 px, IP_LAP's widths / 4, 3 references of which
-2 align, 3 lip references, relu1_1..relu3_1 at one scale, no GAN; 20 minutes on 2 cores), ``gan`` (keep
+paper's Table 1 ablations; ``runlocal`` (CPU-sized: the renderer family's 64 px, 700 steps of batch 8, VGG
+relu1_1 + relu2_1 at one scale, no GAN; reduced widths, 3 references of which 2 align, 3 lip
+references; under 20 minutes on 2 cores), ``gan`` (keep
 the discriminator in runlocal), ``steps=<int>``, ``warmup=<int>``. Expected held-out figures
 (``render/openness_r`` >= 0.8, ``render/psnr``, ``render/ssim`` for the model and its ablations):
 BUILD_NOTES.md.
