@@ -22,6 +22,9 @@ _SIZE = flags.DEFINE_integer("size", synthetic.DEFAULT_SIZE, "Frame width and he
 _PAIRS = flags.DEFINE_bool(
     "pairs", False, "Write <clip>_a / <clip>_b pairs: same speaker, head motion and blinks; other speech.")
 _DURATION = flags.DEFINE_float("duration", synthetic.DEFAULT_DURATION, "Seconds per clip.")
+_EXCERPTS = flags.DEFINE_bool(
+    "excerpts", False, "Cut each clip's speech from a longer utterance (clips need not start and end in "
+    "silence; the clips of a pair are then independent in mouth opening).")
 _WORKERS = flags.DEFINE_integer("workers", 1,
                                 "Processes rendering clips in parallel (the output does not depend on it).")
 _QUIET = flags.DEFINE_bool("quiet", False, "No progress bar.")
@@ -34,7 +37,8 @@ def main(argv: list[str]) -> None:
   try:
     paths = synthetic.make_corpus(_OUTPUT.value, speakers=_SPEAKERS.value, clips=_CLIPS.value,
                                   seed=_SEED.value, size=_SIZE.value, pairs=_PAIRS.value,
-                                  duration=_DURATION.value, progress=not _QUIET.value, workers=_WORKERS.value)
+                                  duration=_DURATION.value, progress=not _QUIET.value, workers=_WORKERS.value,
+                                  excerpts=_EXCERPTS.value)
   except ValueError as e:  # talkjax's bad-argument errors: one clear line, no traceback
     raise SystemExit(f"make_synthetic: error: {e}") from e
   print(f"{len(paths)} clips in {_OUTPUT.value}")

@@ -283,7 +283,7 @@ def test_config_variants_and_errors():
   assert base.model.image_size == base.data.image_size == 256 and base.model.num_middle == 4
   assert base.data.kind == "corpus" and base.data.root is None and base.data.preset == "default"
   local = configs.get_config("dck_unet:runlocal,no_dck")
-  assert local.data.preset == "runlocal" and local.model.image_size == 128 and local.model.fusion == "concat"
+  assert local.data.preset == "runlocal_excerpts" and local.model.image_size == 128 and local.model.fusion == "concat"
   with pytest.raises(ConfigError, match="unknown variant 'no_gan'"):
     configs.get_config("dck_unet:no_gan")
   bad = configs.get_config("dck_unet:tiny", {"data.image_size": 96})

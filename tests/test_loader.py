@@ -106,6 +106,27 @@ def test_trainer_data_source_gets_corpus_batches(corpus):
   assert hasattr(source.train, "get_state") and hasattr(source.train, "set_state")
 
 
+def test_dataset_root_resolves_a_data_config(corpus, tmp_path):
+  from conftest import TINY_CORPUS  # pylint: disable=g-import-not-at-top
+
+  cache_dir = os.path.dirname(os.path.dirname(corpus))   # <cache>/corpus-runlocal-<hash>/data
+  config = ml_collections.ConfigDict(dict(kind="corpus", root=None, cache_dir=cache_dir, preset="runlocal",
+                                          corpus=dict(TINY_CORPUS), image_size=48, num_threads=1, prefetch=2))
+  # data.corpus overrides the preset's parameters: the already-built tiny corpus, not a new build.
+  assert embedded.dataset_root(config) == corpus
+  assert embedded.dataset_root(config.to_dict()) == corpus
+  # The sampler options ignore it (it says where the data is, not how to sample it).
+  smp = samplers.sampler("wav2lip", loader.SegmentDataset(corpus, "train"), image_size=48)
+  spec = {k: jax.ShapeDtypeStruct(shape, dtype) for k, (shape, dtype) in smp.spec().items()}
+  source = data_source.make_data_source(config, sampler="wav2lip", spec=spec, batch_size=2, seed=0,
+                                        process_index=0, process_count=1)
+  chex.assert_shape(next(source.train)["frames"], (2,) + spec["frames"].shape)
+  # data.root wins, expanded to an absolute path.
+  assert embedded.dataset_root(dict(root=os.path.relpath(corpus), corpus=dict(speakers=99))) == corpus
+  with pytest.raises(ValueError, match=r"unknown parameters \['voices'\]"):
+    embedded.dataset_root(dict(root=None, cache_dir=str(tmp_path), preset="runlocal", corpus=dict(voices=2)))
+
+
 def test_embedded_corpus_is_built_once_under_a_lock(tmp_path, monkeypatch):
   from talkjax.data import synthetic
 

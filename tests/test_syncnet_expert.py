@@ -3,6 +3,7 @@
 The 2-step ``syncnet:runlocal`` smoke run is tests/test_train_loop.py's parametrised config test.
 """
 
+import json
 import types
 
 import chex
@@ -326,6 +327,25 @@ def test_shift_test_on_held_out_corpus_clips(tiny_corpus):
   assert c.mel.shape[0] == 80 and c.fps == 25.0
   # Every window of the clip has real audio: T - 5 windows.
   assert sx.num_windows(len(c.faces), c.mel.shape[1], c.frame0, c.mel0, c.fps) == len(c.faces) - 5
+
+
+def test_check_cli_reads_the_runs_data_from_its_config(tiny, tiny_corpus, tmp_path, capsys):
+  v = jax.device_get(tiny.variables["syncnet"])
+  state = {"step": np.int32(1), "params": {"syncnet": v["params"]}, "batch_stats": {"syncnet": v["batch_stats"]}}
+  run = tmp_path / "run"
+  with checkpoints.TrainCheckpointer(run / "checkpoints", async_save=False) as ckpt:
+    ckpt.save(1, state)
+  # The run's config.json names its data (here a dataset root): no --data_root or --preset needed.
+  (run / "config.json").write_text(json.dumps({"data": {"kind": "corpus", "root": tiny_corpus}}))
+  out = tmp_path / "check.json"
+  assert sx.main(["--workdir", str(run), "--accuracy_batches", "1", "--max_clips", "1", "--json", str(out)]) == 0
+  report = json.loads(out.read_text())
+  assert len(report["clips"]) == 1 and report["clips"][0]["clip"] in {c.key for c in sx.load_clips(
+      tiny_corpus, "eval", max_clips=1)}
+  assert 0.0 <= report["summary"]["sync/accuracy"] <= 1.0
+  (run / "config.json").write_text("{not json")
+  assert sx.main(["--workdir", str(run), "--accuracy_batches", "1", "--max_clips", "1"]) == 1
+  assert "unreadable run config" in capsys.readouterr().err
 
 
 # --- Export and loading ---------------------------------------------------------------------------------

@@ -439,6 +439,70 @@ def test_utterances_cover_the_clip_contiguously():
   assert all(s.phone in phonemes.PHONES for s in segs)
 
 
+def test_excerpt_is_a_retimed_window_of_the_utterance():
+  from talkjax.data.synthetic import script  # pylint: disable=g-import-not-at-top
+  segs = syn.random_utterance(np.random.default_rng(5), 9.0)
+  cut = script.excerpt(segs, 2.37, 3.0)
+  assert cut[0].start == 0.0 and cut[-1].end == 3.0
+  for a, b in zip(cut[:-1], cut[1:]):
+    assert a.end == pytest.approx(b.start)
+  # Every cut segment is the original one shifted by -2.37 and clipped to the window.
+  inside = [s for s in segs if s.end > 2.37 and s.start < 5.37]
+  assert [(s.phone, s.part, s.word) for s in cut] == [(s.phone, s.part, s.word) for s in inside]
+  for c, s in zip(cut[1:-1], inside[1:-1]):
+    assert (c.start, c.end) == pytest.approx((s.start - 2.37, s.end - 2.37))
+  with pytest.raises(ValueError, match="outside the utterance"):
+    script.excerpt(segs, 7.0, 3.0)
+
+
+def test_excerpt_pairs_are_independent_in_mouth_opening():
+  """Whole utterances share closed-mouth ends (the pair's openness correlates); excerpts do not."""
+  def pooled_r(excerpt):
+    a_all, b_all = [], []
+    for i in range(12):
+      for j in range(2):
+        a, b = syn.plan_pair(syn.speaker_for(0, i), (0, i, j), 3.0, excerpt=excerpt)
+        a_all.append(syn.clip_visemes(a)[:, 0])
+        b_all.append(syn.clip_visemes(b)[:, 0])
+    return np.corrcoef(np.concatenate(a_all), np.concatenate(b_all))[0, 1]
+
+  whole, excerpts = pooled_r(False), pooled_r(True)
+  print(f"openness r between the clips of a pair: whole utterances {whole:.3f}, excerpts {excerpts:.3f}")
+  assert whole > 0.15 and abs(excerpts) < 0.08
+  # Excerpts are deterministic, speech-dense, and the default (whole utterances) is unchanged by them.
+  p1 = syn.plan_clip(syn.speaker_for(0, 1), (0, 1, 0), 3.0, excerpt=True)
+  again = syn.plan_clip(syn.speaker_for(0, 1), (0, 1, 0), 3.0, excerpt=True)
+  assert (p1.segments, p1.audio_seed) == (again.segments, again.audio_seed)
+  plain = syn.plan_clip(syn.speaker_for(0, 1), (0, 1, 0), 3.0)
+  assert plain.segments[0].phone == "sil" and p1.segments != plain.segments
+  assert p1.track.to_dict() == plain.track.to_dict() and p1.segments[-1].end == pytest.approx(3.0)
+
+
+def test_corpus_records_excerpts_and_reads_older_settings(tmp_path):
+  root = str(tmp_path / "c")
+  syn.make_corpus(root, speakers=1, clips=1, size=64, duration=1.0, pairs=True, excerpts=True, progress=False)
+  with open(os.path.join(root, "corpus.json")) as f:
+    assert json.load(f)["excerpts"] is True
+  with open(os.path.join(root, "spk000", "00000_b.json")) as f:
+    segments = json.load(f)["segments"]
+  plan = syn.plan_pair(syn.speaker_for(0, 0), (0, 0, 0), 1.0, excerpt=True)[1]
+  assert [s[0] for s in segments] == [s.phone for s in plan.segments]
+  with pytest.raises(ConfigError, match="excerpts: existing True vs requested False"):
+    syn.make_corpus(root, speakers=1, clips=1, size=64, duration=1.0, pairs=True, progress=False)
+  # A corpus written before the setting existed was made with whole utterances.
+  old = str(tmp_path / "old")
+  syn.make_corpus(old, speakers=1, clips=1, size=64, duration=1.0, progress=False)
+  path = os.path.join(old, "corpus.json")
+  with open(path) as f:
+    settings = json.load(f)
+  del settings["excerpts"]
+  with open(path, "w") as f:
+    json.dump(settings, f)
+  assert len(syn.make_corpus(old, speakers=1, clips=1, size=64, duration=1.0, progress=False)) == 1
+  with pytest.raises(ConfigError, match="excerpts"):
+    syn.make_corpus(old, speakers=1, clips=1, size=64, duration=1.0, excerpts=True, progress=False)
+
+
 def test_head_track_moves_slowly_and_blinks():
   track = motion.sample_head_track(np.random.default_rng(0), 250, 25.0, motion=1.0, blink_rate=0.45)
   assert 0.005 < np.std(track.tx) < 0.05 and np.degrees(np.std(track.roll)) < 8

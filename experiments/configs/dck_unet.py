@@ -11,7 +11,9 @@ Commands:
   python -m experiments.generate --config=dck_unet:runlocal --workdir=/tmp/dck_local \
       --face=face.mp4 --audio=speech.wav --output=out.mp4
 
-Expected: ``runlocal`` (128 px crops, reduced widths, the embedded ``runlocal`` corpus) trains in
+Expected: ``runlocal`` (128 px crops, reduced widths, the embedded ``runlocal_excerpts`` corpus: 12
+speakers, 2 held out, speech cut from longer utterances so that the two clips of a pair are
+independent in mouth opening, see talkjax/data/embedded.py) trains in
 about 20 minutes on a 2-core CPU (including building the corpus once) and ends with a held-out
 ``eval/lipsync/openness_r`` of about 0.7-0.8 (mouth openness on generated crops vs ground truth;
 ``no_audio`` stays near 0). The final evaluation logs PSNR/SSIM against the ground-truth clip:
@@ -91,7 +93,7 @@ def get_config(arg=None):
     c.checkpoint_every = 500
     c.eval_every = 500
     c.images_every = 500
-    c.data.preset = "runlocal"
+    c.data.preset = "runlocal_excerpts"
     c.data.image_size = c.model.image_size = 128
     c.model.down_features = (16, 32, 64, 64)    # 128 -> 8 px
     c.model.hyper_hidden = (64,)

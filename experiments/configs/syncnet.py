@@ -14,7 +14,7 @@ then point a generator config's ``frozen.syncnet`` at ``/tmp/expert`` (variables
 --kind=wav2lip_syncnet``, which a converted ``lipsync_expert.pth`` has too).
 
 Expected: ``runlocal`` (widths / 4, batch 32, 2000 steps with a cosine-decayed learning rate on the
-embedded ``runlocal`` corpus; 17 minutes on the idle 2-core CPU) leaves the 0.69 plateau within the
+embedded ``runlocal_excerpts`` corpus; 17 minutes on the idle 2-core CPU) leaves the 0.69 plateau within the
 first 100 steps and ends with a held-out (unseen speaker) ``eval/sync/accuracy`` of about 0.85-0.87
 (ROC AUC 0.91; the 0.9 target is not reached yet) and a ground-truth LSE-C above the LSE-C of the
 same clip with the audio 10 frames late on every held-out clip (``eval/lse/clips_better`` = 1);
@@ -78,7 +78,7 @@ def get_config(arg=None):
     c.checkpoint_every = 500
     c.eval_every = 250
     c.images_every = 500
-    c.data.preset = "runlocal"
+    c.data.preset = "runlocal_excerpts"     # 12 speakers (2 held out); speech excerpts, as for dck_unet
     c.model.width_divisor = 4
     c.optim.syncnet.lr = 3e-4
     c.optim.syncnet.warmup_steps = 100

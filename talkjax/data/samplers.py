@@ -471,7 +471,7 @@ SAMPLERS: dict[str, type[Sampler]] = {
 
 # Keys of ``config.data`` that belong to the engine or the dataset, not to the sampler.
 _LOADER_KEYS = ("num_workers", "worker_buffer_size", "num_threads", "prefetch")
-_IGNORED_KEYS = ("kind", "root", "cache_dir", "preset")
+_IGNORED_KEYS = ("kind", "root", "cache_dir", "preset", "corpus")  # where the data is, not how to sample it
 _DATASET_KEYS = ("eval_fraction", "eval_speakers")
 _SAMPLER_KEYS = {
     "wav2lip": ("image_size", "flip", "color_jitter", "crop", "num_frames", "mel_offset"),

@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from talkjax import audio as audio_lib
-from talkjax.errors import ArgumentError, CheckpointError, ShapeError
+from talkjax.errors import ArgumentError, CheckpointError, ConfigError, ShapeError
 from talkjax.metrics.lse import SyncScore, score_from_distances
 
 VSHIFT = 15
@@ -452,7 +452,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   src.add_argument("--workdir", help="a syncnet training run (its latest checkpoint, or --step)")
   p.add_argument("--step", type=int, default=None)
   p.add_argument("--data_root", default=None, help="preprocessed dataset (default: the embedded corpus)")
-  p.add_argument("--preset", default="runlocal", help="embedded corpus preset when --data_root is not given")
+  p.add_argument("--preset", default="runlocal_excerpts", help=(
+      "embedded corpus preset when neither --data_root nor a --workdir (whose config names its data) is given"))
   p.add_argument("--split", default="eval")
   p.add_argument("--shift", type=int, default=10)
   p.add_argument("--vshift", type=int, default=VSHIFT)
@@ -476,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = args.data_root
     if root is None:
       from talkjax.data import embedded  # pylint: disable=g-import-not-at-top
-      root = embedded.ensure_corpus(preset=args.preset)
+      root = embedded.dataset_root(_run_data_config(args.workdir) or {"preset": args.preset})
     out: dict[str, Any] = {}
     if args.accuracy_batches > 0:
       out.update({f"sync/{k}": v for k, v in held_out_accuracy(
@@ -500,6 +501,18 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"LSE-C beats the shifted audio's: {out['lse/clips_better']:.0%}, needs 100%)")
     return 0 if ok else 1
   return 0
+
+
+def _run_data_config(workdir: str | None) -> dict | None:
+  """The ``data`` section of a training run's ``config.json`` (None without a workdir or that file)."""
+  path = os.path.join(os.path.abspath(workdir), "config.json") if workdir else None
+  if not path or not os.path.exists(path):
+    return None
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)["data"]
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise ConfigError(f"{path}: unreadable run config ({e}); pass --data_root or --preset") from e
 
 
 def _expert_from_run(workdir: str, step: int | None) -> Expert:

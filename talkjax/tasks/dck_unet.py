@@ -213,11 +213,9 @@ def _dataset_root(config) -> str | None:
   data = config.data
   if data.get("kind", "corpus") != "corpus":
     return None
-  if data.get("root"):
-    return os.path.abspath(os.path.expanduser(str(data.root)))
   from talkjax.data import embedded
 
-  return embedded.ensure_corpus(data.get("cache_dir"), preset=data.get("preset") or "default", progress=False)
+  return embedded.dataset_root(data)
 
 
 def held_out_frames(root: str, *, image_size: int, mel_offset: int, split: str = "eval",

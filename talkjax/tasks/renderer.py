@@ -586,11 +586,8 @@ def _dataset_root(config) -> str | None:
   data = config.data
   if data.get("kind", "corpus") != "corpus":
     return None
-  if data.get("root"):
-    return str(data.root)
   from talkjax.data import embedded  # pylint: disable=g-import-not-at-top
-  cache_dir = data.get("cache_dir") or embedded.default_cache_dir()
-  return embedded.ensure_corpus(cache_dir, progress=False, preset=data.get("preset") or "default")
+  return embedded.dataset_root(data)
 
 
 def seam_discontinuity(images: np.ndarray) -> np.ndarray:

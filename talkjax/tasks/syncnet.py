@@ -309,12 +309,8 @@ class LseEvaluator:
 
 def dataset_root(config) -> str:
   """The dataset the config trains on (building the embedded corpus if ``data.root`` is None)."""
-  root = config.data.get("root")
-  if root:
-    return str(root)
   from talkjax.data import embedded  # pylint: disable=g-import-not-at-top
-  return embedded.ensure_corpus(config.data.get("cache_dir"), preset=config.data.get("preset") or "default",
-                                progress=True)
+  return embedded.dataset_root(config.data, progress=True)
 
 
 def evaluators(config):

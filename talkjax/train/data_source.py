@@ -121,7 +121,7 @@ def _corpus_source(data_config, *, sampler, spec, batch_size, seed, process_inde
   """The talking-face corpus through talkjax.data (written by the data pipeline's owners).
 
   Contract expected from ``talkjax.data``:
-    ``talkjax.data.embedded.ensure_corpus(cache_dir, *, progress, preset) -> str`` generates the
+    ``talkjax.data.embedded.dataset_root(data_config, *, progress) -> str`` generates the
     embedded synthetic corpus and preprocesses it to ArrayRecord under ``cache_dir`` unless already
     there (idempotent, atomic), returning the dataset root.
     ``talkjax.data.samplers.make_sampler(sampler, *, root, split, batch_size, seed, process_index,
@@ -137,12 +137,12 @@ def _corpus_source(data_config, *, sampler, spec, batch_size, seed, process_inde
     if process_index == 0:
       logging.info("config.data.root is None: using the embedded synthetic corpus in %s "
                    "(generated on first use)", cache_dir)
-      root = embedded.ensure_corpus(cache_dir, progress=True, preset=data_config.get("preset") or "default")
+      root = embedded.dataset_root(data_config, progress=True)
     if process_count > 1:
       from jax.experimental import multihost_utils
       multihost_utils.sync_global_devices("talkjax embedded corpus ready")
     if process_index != 0:
-      root = embedded.ensure_corpus(cache_dir, progress=False, preset=data_config.get("preset") or "default")
+      root = embedded.dataset_root(data_config)
   elif not os.path.isdir(root):
     raise ConfigError(f"config.data.root = {root!r}: no such directory")
   options = data_config.to_dict()

@@ -8,6 +8,12 @@ related clips share exactly what they should:
 - head track of clip ``j``: ``default_rng([s, 1, i, j])`` (shared by both clips of a pair);
 - speech of clip ``j``, variant ``v`` (0, or 1 for the "b" clip of a pair): ``default_rng([s, 2, i, j, v])``.
 
+Speech is a whole utterance by default (silence at both ends of every clip). With ``excerpts`` it is
+a random ``duration``-long window of an utterance ``EXCERPT_SOURCE`` times as long, drawn from the
+same generator after the utterance: clips then start and end anywhere (mid-word, mid-pause), and
+the two clips of a pair no longer share a silence structure (closed mouths at both ends), which
+would otherwise correlate their mouth openness by itself.
+
 So clip ``j`` of a plain corpus equals clip ``j``'s "a" member in a paired corpus, and everything is
 byte-for-byte reproducible from the seed.
 
@@ -56,6 +62,7 @@ MIN_SIZE, MAX_SIZE = 64, 1024
 MIN_DURATION, MAX_DURATION = 1.0, 60.0
 # x264 preset for corpus files: at a fixed CRF a faster preset costs file size, not quality.
 VIDEO_PRESET = "veryfast"
+EXCERPT_SOURCE = 3.0  # with ``excerpts``: the utterance a clip's speech is cut from, in clip lengths
 
 
 class Clip(NamedTuple):
@@ -117,7 +124,7 @@ def speaker_for(seed: int, index: int) -> Speaker:
 
 def plan_clip(speaker: Speaker, seed: int | Sequence[int] = 0, duration: float = DEFAULT_DURATION,
               fps: float = FPS, sample_rate: int = SAMPLE_RATE, track: motion.HeadTrack | None = None,
-              speech_variant: int = 0) -> ClipPlan:
+              speech_variant: int = 0, excerpt: bool = False) -> ClipPlan:
   """Plans a clip: a random utterance and (unless given) a random head track.
 
   Args:
@@ -127,6 +134,7 @@ def plan_clip(speaker: Speaker, seed: int | Sequence[int] = 0, duration: float =
     fps, sample_rate: video and audio rates.
     track: a head track to reuse (pairs share one); its length sets the clip length.
     speech_variant: selects a different utterance for the same seed (0 for "a", 1 for "b").
+    excerpt: the speech is a random window of a longer utterance instead of a whole one.
   """
   seed_t = _seed_tuple(seed)
   if track is None:
@@ -138,17 +146,23 @@ def plan_clip(speaker: Speaker, seed: int | Sequence[int] = 0, duration: float =
     track = motion.sample_head_track(motion_rng, num_frames, fps, a.motion, a.blink_rate)
   clip_duration = track.num_frames / fps
   speech_rng = np.random.default_rng([*seed_t, 2, int(speech_variant)])
-  segments = script.random_utterance(speech_rng, clip_duration, speaker.voice.rate)
+  if excerpt:
+    source = script.random_utterance(speech_rng, EXCERPT_SOURCE * clip_duration, speaker.voice.rate)
+    offset = float(speech_rng.uniform(0.0, (EXCERPT_SOURCE - 1.0) * clip_duration))
+    segments = script.excerpt(source, offset, clip_duration)
+  else:
+    segments = script.random_utterance(speech_rng, clip_duration, speaker.voice.rate)
   audio_seed = tuple(int(v) for v in speech_rng.integers(0, 2**31, 4))
   return ClipPlan(speaker=speaker, segments=segments, track=track, fps=float(fps),
                   sample_rate=int(sample_rate), audio_seed=audio_seed, seed=seed_t)
 
 
 def plan_pair(speaker: Speaker, seed: int | Sequence[int] = 0, duration: float = DEFAULT_DURATION,
-              fps: float = FPS, sample_rate: int = SAMPLE_RATE) -> tuple[ClipPlan, ClipPlan]:
+              fps: float = FPS, sample_rate: int = SAMPLE_RATE, excerpt: bool = False
+              ) -> tuple[ClipPlan, ClipPlan]:
   """Two clips of one speaker with the same head track, blinks and gaze but different speech."""
-  a = plan_clip(speaker, seed, duration, fps, sample_rate, speech_variant=0)
-  b = plan_clip(speaker, seed, duration, fps, sample_rate, track=a.track, speech_variant=1)
+  a = plan_clip(speaker, seed, duration, fps, sample_rate, speech_variant=0, excerpt=excerpt)
+  b = plan_clip(speaker, seed, duration, fps, sample_rate, track=a.track, speech_variant=1, excerpt=excerpt)
   return a, b
 
 
@@ -192,7 +206,7 @@ def render_clip(plan: ClipPlan, size: int = DEFAULT_SIZE, supersample: int | Non
 
 def generate_clip(seed: int | Sequence[int] = 0, *, speaker: Speaker | int | None = None,
                   size: int = DEFAULT_SIZE, duration: float = DEFAULT_DURATION, fps: float = FPS,
-                  sample_rate: int = SAMPLE_RATE) -> Clip:
+                  sample_rate: int = SAMPLE_RATE, excerpt: bool = False) -> Clip:
   """One synthetic clip in memory: ``(frames, audio, landmarks, visemes)``.
 
   Args:
@@ -202,25 +216,26 @@ def generate_clip(seed: int | Sequence[int] = 0, *, speaker: Speaker | int | Non
     size: frame width and height in pixels.
     duration: seconds.
     fps, sample_rate: video and audio rates.
+    excerpt: speech cut from a longer utterance (see ``plan_clip``).
   """
   _check_size(size)
   _check_duration(duration)
   seed_t = _seed_tuple(seed)
   if speaker is None or isinstance(speaker, (int, np.integer)):
     speaker = speaker_for(seed_t[0], int(speaker or 0))
-  return render_clip(plan_clip(speaker, seed_t, duration, fps, sample_rate), size)
+  return render_clip(plan_clip(speaker, seed_t, duration, fps, sample_rate, excerpt=excerpt), size)
 
 
 def generate_pair(seed: int | Sequence[int] = 0, *, speaker: Speaker | int | None = None,
                   size: int = DEFAULT_SIZE, duration: float = DEFAULT_DURATION, fps: float = FPS,
-                  sample_rate: int = SAMPLE_RATE) -> tuple[Clip, Clip]:
+                  sample_rate: int = SAMPLE_RATE, excerpt: bool = False) -> tuple[Clip, Clip]:
   """Two clips sharing speaker, head motion and blinks, with different speech (see ``plan_pair``)."""
   _check_size(size)
   _check_duration(duration)
   seed_t = _seed_tuple(seed)
   if speaker is None or isinstance(speaker, (int, np.integer)):
     speaker = speaker_for(seed_t[0], int(speaker or 0))
-  a, b = plan_pair(speaker, seed_t, duration, fps, sample_rate)
+  a, b = plan_pair(speaker, seed_t, duration, fps, sample_rate, excerpt=excerpt)
   return render_clip(a, size), render_clip(b, size)
 
 
@@ -326,10 +341,14 @@ def write_clips(directory: str, plans: Sequence[tuple[str, ClipPlan]], size: int
   return frames
 
 
-def _settings(seed: int, size: int, pairs: bool, duration: float) -> dict:
+# Settings added after corpora were first written, with the value those corpora were made with.
+_SETTING_DEFAULTS = {"excerpts": False}
+
+
+def _settings(seed: int, size: int, pairs: bool, duration: float, excerpts: bool) -> dict:
   return {"generator": "talkjax.data.synthetic", "format_version": FORMAT_VERSION, "seed": int(seed),
           "size": int(size), "pairs": bool(pairs), "duration": float(duration), "fps": FPS,
-          "sample_rate": SAMPLE_RATE}
+          "sample_rate": SAMPLE_RATE, "excerpts": bool(excerpts)}
 
 
 def _check_existing_settings(path: str, settings: dict) -> None:
@@ -338,6 +357,7 @@ def _check_existing_settings(path: str, settings: dict) -> None:
       existing = json.load(f)
   except (OSError, ValueError) as e:
     raise ConfigError(f"{path}: unreadable corpus settings ({e}); remove it or choose another output") from e
+  existing = {**_SETTING_DEFAULTS, **existing}
   diff = {k: (existing.get(k), v) for k, v in settings.items() if existing.get(k) != v}
   if diff:
     listed = ", ".join(f"{k}: existing {a!r} vs requested {b!r}" for k, (a, b) in diff.items())
@@ -345,25 +365,26 @@ def _check_existing_settings(path: str, settings: dict) -> None:
                       "use the same settings to extend it, or another --output")
 
 
-def _write_task(root: str, seed: int, size: int, pairs: bool, duration: float, i: int, j: int) -> int:
+def _write_task(root: str, seed: int, size: int, pairs: bool, duration: float, excerpts: bool, i: int,
+                j: int) -> int:
   """Writes clip (or pair) ``j`` of speaker ``i``; returns the frames written. Runs in workers too."""
   spk = speaker_for(seed, i)
   directory = os.path.join(root, f"spk{i:03d}")
   os.makedirs(directory, exist_ok=True)
   if pairs:
-    a, b = plan_pair(spk, (seed, i, j), duration)
+    a, b = plan_pair(spk, (seed, i, j), duration, excerpt=excerpts)
     plans = [(clip_name(j, "a"), a), (clip_name(j, "b"), b)]
   else:
-    plans = [(clip_name(j), plan_clip(spk, (seed, i, j), duration))]
+    plans = [(clip_name(j), plan_clip(spk, (seed, i, j), duration, excerpt=excerpts))]
   return write_clips(directory, plans, size, j)
 
 
 def make_corpus(output: str | os.PathLike[str], speakers: int = 4, clips: int = 4, seed: int = 0,
                 size: int = DEFAULT_SIZE, pairs: bool = False, duration: float = DEFAULT_DURATION,
-                progress: bool = True, workers: int = 1) -> list[str]:
+                progress: bool = True, workers: int = 1, excerpts: bool = False) -> list[str]:
   """Writes (or completes) a synthetic corpus; returns the paths of all its mp4 files.
 
-  The output is a pure function of (seed, size, pairs, duration) and the clip's indices: the same
+  The output is a pure function of (seed, size, pairs, duration, excerpts) and the clip's indices: the same
   bytes whatever ``workers`` is, whether the run is fresh or resumed, and in which order clips
   are made. Several processes may complete the same directory at once (they write identical files
   by atomic renames), although they then duplicate work.
@@ -378,6 +399,7 @@ def make_corpus(output: str | os.PathLike[str], speakers: int = 4, clips: int = 
     duration: seconds per clip.
     progress: show a progress bar on stderr.
     workers: processes rendering clips in parallel (1 = in this process).
+    excerpts: each clip's speech is a random window of a longer utterance (see the module docstring).
 
   Raises:
     ConfigError: a bad argument, or ``output`` holds a corpus made with other settings.
@@ -394,7 +416,7 @@ def make_corpus(output: str | os.PathLike[str], speakers: int = 4, clips: int = 
   if os.path.exists(root) and not os.path.isdir(root):
     raise ConfigError(f"output: {root} exists and is not a directory")
   os.makedirs(root, exist_ok=True)
-  settings = _settings(seed, size, pairs, duration)
+  settings = _settings(seed, size, pairs, duration, excerpts)
   settings_path = os.path.join(root, "corpus.json")
   if os.path.exists(settings_path):
     _check_existing_settings(settings_path, settings)
@@ -429,12 +451,12 @@ def make_corpus(output: str | os.PathLike[str], speakers: int = 4, clips: int = 
   try:
     if workers == 1 or len(todo) <= 1:
       for i, j in todo:
-        done(_write_task(root, seed, size, pairs, duration, i, j))
+        done(_write_task(root, seed, size, pairs, duration, excerpts, i, j))
     else:
       # "spawn": callers (trainers) have JAX's threads running, which fork() would not carry over safely.
       context = multiprocessing.get_context("spawn")
       with concurrent.futures.ProcessPoolExecutor(min(workers, len(todo)), mp_context=context) as pool:
-        futures = [pool.submit(_write_task, root, seed, size, pairs, duration, i, j) for i, j in todo]
+        futures = [pool.submit(_write_task, root, seed, size, pairs, duration, excerpts, i, j) for i, j in todo]
         try:
           for future in concurrent.futures.as_completed(futures):
             done(future.result())

@@ -137,3 +137,18 @@ def random_utterance(rng: np.random.Generator, duration: float, rate: float = 1.
 def silent_intervals(segments: tuple[Segment, ...]) -> list[tuple[float, float]]:
   """(start, end) of every silence segment."""
   return [(s.start, s.end) for s in segments if s.phone == "sil"]
+
+
+def excerpt(segments: tuple[Segment, ...], start: float, duration: float) -> tuple[Segment, ...]:
+  """The part of an utterance between ``start`` and ``start + duration``, re-timed to begin at 0.
+
+  Segments that straddle a cut are shortened (a clip may start mid-word or mid-phrase, as an excerpt
+  of longer speech does); the result covers ``[0, duration]`` contiguously.
+  """
+  end = start + duration
+  if start < 0 or duration <= 0 or end > segments[-1].end + 1e-9:
+    raise ValueError(f"excerpt [{start}, {end}] s is outside the utterance [0, {segments[-1].end}] s")
+  out = [s._replace(start=max(s.start, start) - start, end=min(s.end, end) - start)
+         for s in segments if s.end > start and s.start < end]
+  out[-1] = out[-1]._replace(end=duration)
+  return tuple(out)
