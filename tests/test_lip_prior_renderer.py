@@ -188,6 +188,9 @@ def test_bad_inputs_name_the_argument():
 def test_task_reference_split_and_config_checks():
   config = configs.get_config("lip_prior_renderer:runlocal")
   assert config.task == "lip_prior" and config.model.train_align_references == 2
+  # The CPU budget: 640 steps (the family's 700 take 23 minutes for this model); steps=N still wins.
+  assert (config.total_steps, config.eval_every, config.data.image_size) == (640, 320, 64)
+  assert configs.get_config("lip_prior_renderer:runlocal,steps=30").total_steps == 30
   assert renderer_task.model_entry(config).build is lip_prior.build_model
   model = lip_prior.build_model(config)
   batch = renderer_task.to_inputs({k: jnp.zeros((1,) + v.shape, v.dtype)

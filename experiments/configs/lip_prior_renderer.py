@@ -22,7 +22,7 @@ VGG19: ``--config.frozen.vgg19=DIR`` (torchvision's weights converted by ``pytho
 
 Variants (comma-separated): ``no_ali`` (no alignment model: no flow, no warped references, no warp
 loss), ``no_lip`` (no multi-reference lip module), ``no_aud`` (no audio-aware cross-attention), the
-paper's Table 1 ablations; ``runlocal`` (CPU-sized: the renderer family's 64 px, 700 steps of batch 8, VGG
+paper's Table 1 ablations; ``runlocal`` (CPU-sized: the renderer family's 64 px, 640 steps of batch 8, VGG
 relu1_1 + relu2_1 at one scale, no GAN; reduced widths, 3 references of which 2 align, 3 lip
 references; under 20 minutes on 2 cores), ``gan`` (keep
 the discriminator in runlocal), ``steps=<int>``, ``warmup=<int>``. Expected held-out figures
@@ -54,6 +54,10 @@ def get_config(arg=None):
     # size), one residual block per fusion module, 3 references (2 align), 3 lip references.
     c.model.update(dict(width=16, features=32, spade_hidden=32, fusion_blocks=1, num_lip_references=3,
                         train_align_references=2, audio_width_divisor=4))
+    # 640 steps, not the family's 700: this model's step is ~15 % slower (1.7 s after the warm-up on
+    # 2 cores), and 700 steps took 23 minutes (BUILD_NOTES.md 5.4).
+    c.total_steps = arg.steps or 640
+    c.eval_every = c.checkpoint_every = c.images_every = 320
     c.data.num_references = 3
     c.evals.render.num_references = 3
     c.inference.num_references = 3
