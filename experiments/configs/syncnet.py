@@ -14,11 +14,12 @@ then point a generator config's ``frozen.syncnet`` at ``/tmp/expert`` (variables
 --kind=wav2lip_syncnet``, which a converted ``lipsync_expert.pth`` has too).
 
 Expected: ``runlocal`` (widths / 4, batch 32, 2000 steps with a cosine-decayed learning rate on the
-embedded ``runlocal_excerpts`` corpus; 17 minutes on the idle 2-core CPU) leaves the 0.69 plateau within the
-first 100 steps and ends with a held-out (unseen speaker) ``eval/sync/accuracy`` of about 0.85-0.87
-(ROC AUC 0.91; the 0.9 target is not reached yet) and a ground-truth LSE-C above the LSE-C of the
-same clip with the audio 10 frames late on every held-out clip (``eval/lse/clips_better`` = 1);
-figures and curves in BUILD_NOTES.md 5.2. The paper-scale config (full widths, batch 64, Adam 1e-4:
+embedded ``runlocal_excerpts`` corpus; 17 minutes on the idle 2-core CPU) leaves the 0.69 plateau
+within the first 100 steps. On the ``runlocal`` corpus it used before (5 training speakers) it ended
+with a held-out (unseen speaker) ``eval/sync/accuracy`` of about 0.85-0.87 (ROC AUC 0.91; the 0.9
+target was not reached) and a ground-truth LSE-C above the LSE-C of the same clip with the audio 10
+frames late on every held-out clip (``eval/lse/clips_better`` = 1); figures and curves in
+BUILD_NOTES.md 5.2. The paper-scale config (full widths, batch 64, Adam 1e-4:
 Wav2Lip's ``color_syncnet_train.py``) needs a GPU.
 
 Variants (comma-separated):
