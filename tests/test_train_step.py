@@ -216,15 +216,15 @@ def test_corpus_source_seam(monkeypatch, tmp_path):
     return data_source.random_dataset(spec, kwargs["batch_size"], kwargs["seed"], kwargs["split"])
   fake_samplers.make_sampler = make_sampler
   fake_embedded = types.ModuleType("talkjax.data.embedded")
-  def ensure_corpus(cache_dir, progress, **kwargs):
-    calls["ensure_corpus"] = (cache_dir, progress, kwargs.get("preset"))
+  def dataset_root(data_config, progress=False):
+    calls["dataset_root"] = (data_config.get("cache_dir"), progress, data_config.get("preset"))
     return str(tmp_path / "corpus")
-  fake_embedded.ensure_corpus = ensure_corpus
+  fake_embedded.dataset_root = dataset_root
   monkeypatch.setitem(sys.modules, "talkjax.data.samplers", fake_samplers)
   monkeypatch.setitem(sys.modules, "talkjax.data.embedded", fake_embedded)
   source = data_source.make_data_source(data, sampler="wav2lip", spec=spec, batch_size=2, seed=0)
   chex.assert_shape(next(source.train)["face"], (2, 4, 4, 3))
-  assert calls["ensure_corpus"] == (str(tmp_path), True, "default")
+  assert calls["dataset_root"] == (str(tmp_path), True, None)   # the data config as given
   assert ("wav2lip", str(tmp_path / "corpus"), "train", 2) in calls["make_sampler"]
 
   with pytest.raises(ConfigError, match=r"config\.data\.root = '/no/such/dir': no such directory"):

@@ -122,8 +122,9 @@ def _corpus_source(data_config, *, sampler, spec, batch_size, seed, process_inde
 
   Contract expected from ``talkjax.data``:
     ``talkjax.data.embedded.dataset_root(data_config, *, progress) -> str`` generates the
-    embedded synthetic corpus and preprocesses it to ArrayRecord under ``cache_dir`` unless already
-    there (idempotent, atomic), returning the dataset root.
+    embedded synthetic corpus of ``data_config.preset`` (with the ``data_config.corpus`` overrides)
+    and preprocesses it to ArrayRecord under ``data_config.cache_dir`` unless already there
+    (idempotent, atomic), returning the dataset root.
     ``talkjax.data.samplers.make_sampler(sampler, *, root, split, batch_size, seed, process_index,
     process_count, options) -> grain.MapDataset | grain.IterDataset`` of per-process batches (dicts
     of NumPy arrays with the keys of the task's batch_spec, leading axis ``batch_size``).
