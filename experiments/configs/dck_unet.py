@@ -13,11 +13,11 @@ Commands:
 
 Expected: ``runlocal`` (128 px crops, reduced widths, the embedded ``runlocal_excerpts`` corpus: 12
 speakers, 2 held out, speech cut from longer utterances so that the two clips of a pair are
-independent in mouth opening, see talkjax/data/embedded.py) trains in
-about 20 minutes on a 2-core CPU (including building the corpus once). On the ``runlocal`` corpus
-it used before it ended with a held-out ``eval/lipsync/openness_r`` of 0.87 (mouth openness on
-generated crops vs ground truth), and ``no_audio`` at 0.23, the correlation of the pair's own two
-clips that ``runlocal_excerpts`` removes (BUILD_NOTES.md 5.1). The final evaluation logs PSNR/SSIM against the ground-truth clip:
+independent in mouth opening, see talkjax/data/embedded.py) trains in about 20 minutes on a 2-core
+CPU (including building the corpus once). On the ``runlocal`` corpus it used before it ended with a
+held-out ``eval/lipsync/openness_r`` of 0.87 (mouth openness on generated crops vs ground truth),
+and ``no_audio`` at 0.23, the correlation of the pair's own two clips that ``runlocal_excerpts``
+removes (BUILD_NOTES.md 5.1). The final evaluation logs PSNR/SSIM against the ground-truth clip:
 the figures of every variant are in BUILD_NOTES.md ("dck"). The paper-scale config needs a GPU
 (about 85M parameters, 67M of them in the four DCK hypernetworks).
 
