@@ -198,7 +198,8 @@ def load_train_state(directory: str | os.PathLike[str], step: int | None = None)
   if not os.path.isdir(path):
     raise CheckpointError(f"{path}: no such checkpoint directory")
   options = ocp.CheckpointManagerOptions(read_only=True)
-  handlers = {_STATE: ocp.StandardCheckpointHandler()}
+  # The data-iterator item gets its handler too, so reading the metadata does not warn about it.
+  handlers = {_STATE: ocp.StandardCheckpointHandler(), _DATA: grain.checkpoint.CheckpointHandler()}
   with ocp.CheckpointManager(path, options=options, item_handlers=handlers) as manager:
     if step is None:
       step = manager.latest_step()

@@ -174,3 +174,17 @@ def test_load_train_state_and_export_network(tmp_path):
     checkpoints.export_network(tmp_path / "ckpt", "vgg", tmp_path / "vgg")
   with pytest.raises(CheckpointError, match="no such checkpoint directory"):
     checkpoints.load_train_state(tmp_path / "nothing")
+
+
+def test_load_train_state_reads_a_checkpoint_with_a_data_iterator_quietly(tmp_path, caplog):
+  """Generation and export read trainer checkpoints, which hold the loader's position too: that item
+  has a handler, so Orbax does not warn that it "could not be restored"."""
+  iterator = iter(grain.MapDataset.range(10).to_iter_dataset())
+  next(iterator)
+  state = {"params": {"g": {"w": np.full((2,), 3.0, np.float32)}}, "step": np.int32(2)}
+  with checkpoints.TrainCheckpointer(tmp_path / "ckpt") as ckpt:
+    ckpt.save(2, state, iterator)
+  with caplog.at_level("WARNING"):
+    loaded = checkpoints.load_train_state(tmp_path / "ckpt")
+  np.testing.assert_array_equal(loaded["params"]["g"]["w"], [3.0, 3.0])
+  assert not [r for r in caplog.records if "could not be restored" in r.getMessage()]
