@@ -18,8 +18,8 @@ embedded ``runlocal_excerpts`` corpus; 19 minutes on the idle 2-core CPU) leaves
 within the first 100 steps and ends with a held-out (two unseen speakers) accuracy of 0.887 by
 ``sync_expert --check`` (ROC AUC 0.94; the 0.9 target is not reached: lr 3e-4 gave 0.855) and a
 ground-truth LSE-C above the LSE-C of the same clip with the audio 10 frames late on every held-out
-clip (``eval/lse/clips_better`` = 1); figures and curves in BUILD_NOTES.md 5.2. The paper-scale config (full widths, batch 64, Adam 1e-4:
-Wav2Lip's ``color_syncnet_train.py``) needs a GPU.
+clip (``eval/lse/clips_better`` = 1); figures and curves in BUILD_NOTES.md 5.2. The paper-scale
+config (full widths, batch 64, Adam 1e-4: Wav2Lip's ``color_syncnet_train.py``) needs a GPU.
 
 Variants (comma-separated):
   ``runlocal``  reduced widths and steps on the small embedded corpus: the CPU budget run.
