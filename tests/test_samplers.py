@@ -107,6 +107,43 @@ def test_syncnet_pairs_lower_halves_with_in_and_off_sync_audio(data, clip_mels):
   assert 0 < sum(labels) < len(labels)
 
 
+def test_syncnet_negatives_give_each_window_its_in_sync_and_k_off_sync_windows(data, clip_mels):
+  smp = samplers.sampler("syncnet", data, min_shift=5, negatives=3)
+  assert smp.spec()["mel"] == ((4, 80, 16, 1), np.float32) and smp.spec()["label"] == ((4,), np.float32)
+  for k in range(12):
+    ex = smp.example(k % smp.num_items, np.random.default_rng([9, k]))
+    chex.assert_shape(ex["mel"], (4, 80, 16, 1))
+    np.testing.assert_array_equal(ex["label"], [1, 0, 0, 0])
+    i = smp._items[k % smp.num_items]
+    seg = data.segment(i)
+    allf = data.frames(i, range(seg.num_frames))
+    t = _find(allf[:, 48:], ex["faces"][0])
+    np.testing.assert_array_equal(ex["faces"], allf[t:t + 5, 48:])
+    mel = clip_mels[data.segments[i]["clip"]]
+    at = [[u for u in range(seg.num_frames) if np.array_equal(m, _window(mel, seg.meta["start"] + u, 0))]
+          for m in ex["mel"]]
+    assert at[0] == [t]
+    offs = [u for (u,) in at[1:]]
+    assert all(abs(u - t) >= 5 for u in offs) and len(set(offs)) == 3   # distinct off-sync starts
+  # negatives = 0 (the default) is the one-pair stream with the draws it always made (label, start,
+  # partner), so held-out checks before and after this option see the same pairs.
+  one = samplers.sampler("syncnet", data)
+  for k in range(6):
+    ex = one.example(k, np.random.default_rng(k))
+    assert ex["mel"].shape == (80, 16, 1) and ex["label"].shape == ()
+    rng, i = np.random.default_rng(k), one._items[k]
+    starts = one._starts(data.segments[i])
+    positive = rng.random() < 0.5
+    t = int(rng.choice(starts[(starts - starts[0] >= 5) | (starts[-1] - starts >= 5)]))
+    u = t if positive else int(rng.choice(starts[np.abs(starts - t) >= 5]))
+    seg = data.segment(i)
+    np.testing.assert_array_equal(ex["faces"], data.frames(i, range(t, t + 5))[:, 48:])
+    np.testing.assert_array_equal(ex["mel"], seg.mel_window(u, 0))
+    assert ex["label"] == float(positive)
+  with pytest.raises(ConfigError, match="negatives: expected an integer >= 0"):
+    samplers.sampler("syncnet", data, negatives=-1)
+
+
 def test_dck_pairs_share_pose_and_differ_in_speech(data, clip_mels):
   smp = samplers.sampler("dck_pairs", data, swap=True)
   assert smp.num_items == 4  # 2 train speakers x 2 pairs

@@ -161,6 +161,41 @@ def test_task_loss_equals_bce_on_the_cosine_computed_by_hand(tiny):
   chex.assert_shape(aux.images["faces"], (4, 48, 480, 3))
 
 
+def test_task_loss_with_negatives_pairs_each_face_with_its_audio_windows(tiny):
+  # data.negatives = 2: each window comes with 3 mels (in sync, 2 off); the face is embedded once.
+  config = configs.get_config("syncnet:tiny", {"model.width_divisor": DIV, "data.negatives": 2})
+  spec = task.batch_spec(config)
+  chex.assert_shape([spec["mel"], spec["label"]], [(3, 80, 16, 1), (3,)])
+  rng = np.random.default_rng(5)
+  batch = {"faces": tiny.batch["faces"][:2], "mel": rng.uniform(-4, 4, (2, 3, 80, 16, 1)).astype(np.float32),
+           "label": np.array([[1, 0, 0], [1, 0, 0]], np.float32)}
+  # init takes such a batch and builds the same variables.
+  abstract = jax.eval_shape(lambda r: task.init(config, tiny.nets, r, batch), jax.random.PRNGKey(0))
+  chex.assert_trees_all_equal_shapes(abstract, tiny.variables)
+  (player,) = task.players(config, tiny.nets)
+  ctx = LossContext(batch_stats={"syncnet": tiny.variables["syncnet"]["batch_stats"]}, frozen={},
+                    batch=jax.tree.map(jnp.asarray, batch), rng=jax.random.PRNGKey(0), step=jnp.int32(0),
+                    weights={"bce": jnp.float32(1.0)}, carry={}, train=False)
+  loss, aux = jax.jit(lambda p: player.loss_fn(p, ctx))({"syncnet": tiny.variables["syncnet"]["params"]})
+  v = tiny.expert.embed_faces(batch["faces"])                                  # (2, D)
+  a = tiny.expert.embed_mels(batch["mel"].reshape(6, 80, 16, 1)).reshape(2, 3, -1)
+  cos = np.einsum("bpd,bd->bp", a, v) / np.linalg.norm(a, axis=-1) / np.linalg.norm(v, axis=-1)[:, None]
+  y = batch["label"]
+  per = -(y * np.log(cos) + (1 - y) * np.log(1 - cos))
+  assert float(loss) == pytest.approx(0.5 * per[:, 0].mean() + 0.5 * per[:, 1:].mean(), rel=1e-4)
+  assert float(aux.terms["p_in_sync"]) == pytest.approx(cos[:, 0].mean(), rel=1e-4)
+  assert float(aux.terms["p_off_sync"]) == pytest.approx(cos[:, 1:].mean(), rel=1e-4)
+  # The evaluator judges the in-sync pair and the first off-sync one of each window (balanced classes).
+  state = TrainState(step=jnp.int32(0), rng=jax.random.PRNGKey(0),
+                     params={"syncnet": tiny.variables["syncnet"]["params"]},
+                     batch_stats={"syncnet": tiny.variables["syncnet"]["batch_stats"]}, opt_state={}, weights={})
+  ectx = types.SimpleNamespace(nets=tiny.nets, frozen={}, compile=jax.jit,
+                               batches=lambda n: iter([jax.tree.map(jnp.asarray, batch)] * n))
+  results = dict(task.SyncEvaluator(ectx, num_batches=1).run(state))
+  assert results["p_in_sync"] == pytest.approx(cos[:, 0].mean(), rel=1e-4)
+  assert results["p_off_sync"] == pytest.approx(cos[:, 1].mean(), rel=1e-4)
+
+
 def test_generator_sync_loss_is_bce_against_label_one(tiny):
   frames = tiny.batch["faces"][:2].astype(np.float32) / 255.0     # generated frames: float in [0, 1]
   got = jax.jit(task.generator_sync_loss)(
@@ -189,6 +224,7 @@ def test_sync_metrics_on_a_constructed_case():
   assert m["auc"] == pytest.approx(8 / 9)                 # 8 of the 9 (pos, neg) pairs ranked right
   assert m["bce"] == pytest.approx(-np.mean(np.log([0.9, 0.7, 0.4, 0.4, 0.8, 0.9])))
   assert (m["p_in_sync"], m["p_off_sync"]) == pytest.approx((2.0 / 3, 0.3))
+  assert m["num_pairs"] == 6
   assert sx.roc_auc(np.array([0.5, 0.5, 0.5]), np.array([1, 0, 0])) == pytest.approx(0.5)   # ties
   assert sx.sync_metrics(np.array([0.7]), np.array([1]))["accuracy"] == 1.0
 
@@ -343,6 +379,12 @@ def test_check_cli_reads_the_runs_data_from_its_config(tiny, tiny_corpus, tmp_pa
   assert len(report["clips"]) == 1 and report["clips"][0]["clip"] in {c.key for c in sx.load_clips(
       tiny_corpus, "eval", max_clips=1)}
   assert 0.0 <= report["summary"]["sync/accuracy"] <= 1.0
+  assert report["summary"]["sync/num_pairs"] == 64     # one batch of the default 64
+  # --check states the verdict with the accuracy's standard error (an untrained expert fails).
+  capsys.readouterr()
+  assert sx.main(["--workdir", str(run), "--accuracy_batches", "1", "--max_clips", "1", "--check"]) == 1
+  acc = report["summary"]["sync/accuracy"]
+  assert f"held-out accuracy {acc:.3f} +- {np.sqrt(acc * (1 - acc) / 64):.3f} on 64 pairs" in capsys.readouterr().out
   (run / "config.json").write_text("{not json")
   assert sx.main(["--workdir", str(run), "--accuracy_batches", "1", "--max_clips", "1"]) == 1
   assert "unreadable run config" in capsys.readouterr().err

@@ -247,15 +247,25 @@ class SyncNetSampler(Sampler):
                                           segment with ``|u - t| >= min_shift`` (label 0)
   label           () float32              1 in sync, 0 off sync (each with probability 1/2)
   ==============  ======================  ==========================================================
+
+  With ``negatives = K >= 1`` every window comes with its own in-sync window and K off-sync ones
+  (distinct starts where the segment has enough): ``mel`` is ``(1 + K, 80, 16, 1)`` and ``label``
+  ``(1 + K,)`` = ``[1, 0, ..., 0]``. The face encoder, the expensive half of the expert, then runs
+  once for 1 + K labelled pairs, and each window is judged against both of its kinds of audio (the
+  ``syncnet:runlocal`` setting, BUILD_NOTES.md 5.2). Each pair has the marginals of the ``K = 0``
+  stream, so either kind measures the same held-out accuracy.
   """
   name = "syncnet"
   requirement = "a second window start at least min_shift frames away"
 
-  def __init__(self, data, *, num_frames: int = T_WINDOW, min_shift: int = 5, **kwargs):
+  def __init__(self, data, *, num_frames: int = T_WINDOW, min_shift: int = 5, negatives: int = 0, **kwargs):
     self.t = int(num_frames)
     if min_shift < 1:
       raise ConfigError(f"min_shift: expected >= 1 frame, got {min_shift}")
+    if int(negatives) != negatives or negatives < 0:
+      raise ConfigError(f"negatives: expected an integer >= 0 (off-sync windows per face window), got {negatives}")
     self.min_shift = int(min_shift)
+    self.negatives = int(negatives)
     super().__init__(data, **kwargs)
 
   def _starts(self, entry):
@@ -267,8 +277,9 @@ class SyncNetSampler(Sampler):
 
   def spec(self):
     s, t = self.image_size, self.t
-    return {"faces": ((t, s - s // 2, s, 3), np.uint8), "mel": ((80, 16, 1), np.float32),
-            "label": ((), np.float32)}
+    pairs = (1 + self.negatives,) if self.negatives else ()
+    return {"faces": ((t, s - s // 2, s, 3), np.uint8), "mel": (pairs + (80, 16, 1), np.float32),
+            "label": (pairs, np.float32)}
 
   def example(self, item, rng):
     i = self._items[item]
@@ -277,14 +288,18 @@ class SyncNetSampler(Sampler):
     # Starts with an off-sync partner, so either label can be drawn from the same start.
     usable = starts[(starts - starts[0] >= self.min_shift) | (starts[-1] - starts >= self.min_shift)]
     start = int(rng.choice(usable))
-    audio_at = start
-    if not positive:
-      audio_at = int(rng.choice(starts[np.abs(starts - start) >= self.min_shift]))
+    far = starts[np.abs(starts - start) >= self.min_shift]
+    if self.negatives:
+      off = rng.choice(far, self.negatives, replace=len(far) < self.negatives)
+      audio_at, label = [start, *off.tolist()], np.array([1.0] + [0.0] * self.negatives, np.float32)
+    else:
+      audio_at, label = [start if positive else int(rng.choice(far))], np.float32(positive)
     flip, factors = self._augmentation(rng)
     frames = self._images(i, range(start, start + self.t), flip, factors)
+    seg = self.data.segment(i)
+    mels = np.stack([seg.mel_window(int(u), 0) for u in audio_at])
     return {"faces": np.ascontiguousarray(frames[:, self.image_size // 2:]),
-            "mel": self.data.segment(i).mel_window(audio_at, 0),
-            "label": np.float32(positive)}
+            "mel": mels if self.negatives else mels[0], "label": label}
 
 
 class DckPairsSampler(Sampler):
@@ -475,7 +490,7 @@ _IGNORED_KEYS = ("kind", "root", "cache_dir", "preset", "corpus")  # where the d
 _DATASET_KEYS = ("eval_fraction", "eval_speakers")
 _SAMPLER_KEYS = {
     "wav2lip": ("image_size", "flip", "color_jitter", "crop", "num_frames", "mel_offset"),
-    "syncnet": ("image_size", "flip", "color_jitter", "crop", "num_frames", "min_shift"),
+    "syncnet": ("image_size", "flip", "color_jitter", "crop", "num_frames", "min_shift", "negatives"),
     "dck_pairs": ("image_size", "flip", "color_jitter", "crop", "mel_offset", "swap"),
     "landmarks": ("image_size", "flip", "num_frames", "num_references", "mel_offset"),
     "renderer": ("image_size", "flip", "color_jitter", "crop", "num_references", "mel_offset"),

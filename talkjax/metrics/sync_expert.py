@@ -326,8 +326,9 @@ def sync_metrics(p: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> d
   """In-sync vs off-sync classification by the probability ``p``.
 
   Returns ``accuracy`` (``p > threshold`` predicts in sync), ``balanced_accuracy`` (mean of the
-  per-class accuracies), ``bce`` (``nn.BCELoss``: logs clamped at -100), ``auc``, and the mean
-  probability of the in-sync (``p_in_sync``) and off-sync (``p_off_sync``) examples.
+  per-class accuracies), ``bce`` (``nn.BCELoss``: logs clamped at -100), ``auc``, the mean
+  probability of the in-sync (``p_in_sync``) and off-sync (``p_off_sync``) examples, and
+  ``num_pairs``, the count behind them (the accuracy's standard error is sqrt(acc (1 - acc) / n)).
   """
   p = np.asarray(p, np.float64).reshape(-1)
   y = np.asarray(labels).reshape(-1) > 0.5
@@ -343,7 +344,7 @@ def sync_metrics(p: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> d
   return {"accuracy": float(np.mean(pred == y)), "balanced_accuracy": 0.5 * (tpr + tnr),
           "bce": float(-np.mean(np.where(y, log_p, log_1mp))), "auc": roc_auc(p, y),
           "p_in_sync": float(np.mean(p[y])) if y.any() else nan,
-          "p_off_sync": float(np.mean(p[~y])) if (~y).any() else nan}
+          "p_off_sync": float(np.mean(p[~y])) if (~y).any() else nan, "num_pairs": float(p.size)}
 
 
 # --- Held-out acceptance ----------------------------------------------------------------------------------
@@ -496,9 +497,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     fileio.atomic_write_text(args.json, json.dumps({"summary": out, "clips": per_clip}, indent=2) + "\n")
   if args.check:
     acc = out.get("sync/accuracy", 1.0)
+    n = out.get("sync/num_pairs", 0.0)
+    error = f" +- {np.sqrt(acc * (1 - acc) / n):.3f} on {n:.0f} pairs" if n else ""
     ok = acc >= 0.9 and out["lse/clips_better"] == 1.0
-    print(f"acceptance: {'PASS' if ok else 'FAIL'} (held-out accuracy {acc:.3f}, needs >= 0.9; clips whose "
-          f"LSE-C beats the shifted audio's: {out['lse/clips_better']:.0%}, needs 100%)")
+    print(f"acceptance: {'PASS' if ok else 'FAIL'} (held-out accuracy {acc:.3f}{error}, needs >= 0.9; clips "
+          f"whose LSE-C beats the shifted audio's: {out['lse/clips_better']:.0%}, needs 100%)")
     return 0 if ok else 1
   return 0
 

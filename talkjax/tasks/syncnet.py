@@ -8,7 +8,8 @@ cosine similarity is in [0, 1] and *is* the probability "in sync"; the loss is W
 
 Training data: the ``syncnet`` sampler (:class:`talkjax.data.samplers.SyncNetSampler`): 5 lower halves
 with the mel window starting at the first frame (label 1) or at a frame of the same segment at least
-``data.min_shift`` frames away (label 0), labels 50/50 per example, RGB uint8. The conversion to the
+``data.min_shift`` frames away (label 0), labels 50/50 per example, RGB uint8; or, with
+``data.negatives = K``, each window with both kinds: ``mel (1 + K, 80, 16, 1)``, ``label (1 + K,)``. The conversion to the
 expert's input (BGR, [0, 1], frames stacked frame-major on channels) happens on the device
 (:func:`expert_face_input`).
 
@@ -25,6 +26,10 @@ The knobs, all in the config:
 - ``optim.syncnet``: learning rate and warm-up.
 - ``data.min_shift``: negatives at least this many frames off (Wav2Lip took any other window,
   including 1-frame shifts that look and sound almost the same).
+- ``data.negatives`` (batch composition): 0 is Wav2Lip's one pair per face window with a 50/50
+  label; K >= 1 gives every window its in-sync audio and K off-sync windows of the same segment,
+  so the face encoder (nine tenths of a step's compute) serves 1 + K labelled pairs and every
+  window is contrasted with its own wrong audio.
 
 Evaluators (``config.evals.<name>.type``): ``"sync"`` (held-out accuracy at threshold 0.5, BCE,
 balanced accuracy, ROC AUC, mean probability of in/off-sync pairs) and ``"lse"`` (LSE-C/LSE-D with the
@@ -101,11 +106,18 @@ def sampler(config) -> str:
   return "syncnet"
 
 
+def negatives(config) -> int:
+  """``config.data.negatives``: off-sync windows per face window (0: one pair with a 50/50 label)."""
+  return int(config.data.get("negatives") or 0)
+
+
 def batch_spec(config) -> dict[str, jax.ShapeDtypeStruct]:
   _check_config(config)
+  k = negatives(config)
+  pairs = (1 + k,) if k else ()
   return {"faces": jax.ShapeDtypeStruct((T, SIZE - SIZE // 2, SIZE, 3), jnp.uint8),
-          "mel": jax.ShapeDtypeStruct((80, 16, 1), jnp.float32),
-          "label": jax.ShapeDtypeStruct((), jnp.float32)}
+          "mel": jax.ShapeDtypeStruct(pairs + (80, 16, 1), jnp.float32),
+          "label": jax.ShapeDtypeStruct(pairs, jnp.float32)}
 
 
 def networks(config) -> dict[str, nn.Module]:
@@ -154,7 +166,8 @@ def torch_default_init(abstract: Any, rng: jax.Array) -> Any:
 def init(config, nets, rng, batch):
   expert = nets[EXPERT]
   face = expert_face_input(batch["faces"])
-  abstract = jax.eval_shape(functools.partial(expert.init, train=False), rng, batch["mel"], face)
+  mel = batch["mel"].reshape((-1,) + batch["mel"].shape[-3:])
+  abstract = jax.eval_shape(functools.partial(expert.init, train=False), rng, mel, face)
   variables = {EXPERT: torch_default_init(abstract, rng)}
   if HEAD in nets:
     variables[HEAD] = nets[HEAD].init(rng, jnp.zeros((1,), jnp.float32))
@@ -189,12 +202,24 @@ def sync_probability(cos: jax.Array, head_params: Any = None, head: SyncHead | N
 
 def embed(expert: wav2lip.SyncNetColor, variables: dict, mel: jax.Array, face: jax.Array,
           train: bool) -> tuple[jax.Array, jax.Array, dict]:
-  """``(audio_embedding, face_embedding, new batch_stats or {})``."""
+  """``(audio_embedding, face_embedding, new batch_stats or {})``.
+
+  ``mel`` is ``(B, 80, 16, 1)`` or ``(B, P, 80, 16, 1)`` (P windows of audio per face window: the
+  audio embedding is then ``(B, P, 512)``, the face's ``(B, 512)`` computed once).
+  """
+  lead = mel.shape[:-3]
+  flat = mel.reshape((-1,) + mel.shape[-3:])
   if train:
-    (a, v), updates = expert.apply(variables, mel, face, train=True, mutable=["batch_stats"])
-    return a, v, updates["batch_stats"]
-  a, v = expert.apply(variables, mel, face, train=False)
-  return a, v, {}
+    (a, v), updates = expert.apply(variables, flat, face, train=True, mutable=["batch_stats"])
+    stats = updates["batch_stats"]
+  else:
+    (a, v), stats = expert.apply(variables, flat, face, train=False), {}
+  return a.reshape(lead + a.shape[-1:]), v, stats
+
+
+def pair_cosine(a: jax.Array, v: jax.Array) -> jax.Array:
+  """Cosine of each audio embedding (``(B, D)`` or ``(B, P, D)``) with its window's face ``(B, D)``."""
+  return wav2lip.cosine_similarity(a, v if a.ndim == v.ndim else v[:, None, :])
 
 
 def _preview(faces: jax.Array) -> jax.Array:
@@ -214,7 +239,7 @@ def players(config, nets) -> list[Player]:
     face = expert_face_input(ctx.batch["faces"])
     variables = {"params": params[EXPERT], "batch_stats": ctx.batch_stats[EXPERT]}
     a, v, stats = embed(expert, variables, ctx.batch["mel"], face, ctx.train)
-    cos = wav2lip.cosine_similarity(a, v)
+    cos = pair_cosine(a, v)
     if head is not None:
       logit = head.apply({"params": params[HEAD]}, cos)
       per_example = bce_terms(logit, labels, logits=True)
@@ -263,9 +288,12 @@ class SyncEvaluator:
     def probabilities(state, batch, frozen):
       del frozen
       variables = {"params": state.params[EXPERT], "batch_stats": state.batch_stats[EXPERT]}
-      a, v, _ = embed(expert, variables, batch["mel"], expert_face_input(batch["faces"]), False)
-      cos = wav2lip.cosine_similarity(a, v)
-      return sync_probability(cos, state.params.get(HEAD), head), batch["label"], _preview(batch["faces"][:4])
+      mel, label = batch["mel"], batch["label"]
+      if mel.ndim == 5:   # data.negatives >= 1: the in-sync pair and the first off-sync one (balanced)
+        mel, label = mel[:, :2], label[:, :2]
+      a, v, _ = embed(expert, variables, mel, expert_face_input(batch["faces"]), False)
+      cos = pair_cosine(a, v)
+      return sync_probability(cos, state.params.get(HEAD), head), label, _preview(batch["faces"][:4])
 
     self._fn = ctx.compile(probabilities)
 
