@@ -85,19 +85,25 @@ def test_wav2lip_windows_follow_wav2lips_offsets(data, clip_mels):
     assert t >= 1  # the first frame's shifted window must exist (Wav2Lip skips t = 0)
 
 
+def _syncnet_positions(data, clip_mels, smp, item, ex):
+  """Checks a syncnet example's faces are frames t..t+4 (lower halves); returns t and, for each of its
+  mels, the frames whose mel window it is."""
+  i = smp._items[item]
+  seg = data.segment(i)
+  allf = data.frames(i, range(seg.num_frames))
+  t = _find(allf[:, 48:], ex["faces"][0])
+  np.testing.assert_array_equal(ex["faces"], allf[t:t + 5, 48:])
+  mel = clip_mels[data.segments[i]["clip"]]
+  return t, [[u for u in range(seg.num_frames) if np.array_equal(m, _window(mel, seg.meta["start"] + u, 0))]
+             for m in ex["mel"].reshape(-1, 80, 16, 1)]
+
+
 def test_syncnet_pairs_lower_halves_with_in_and_off_sync_audio(data, clip_mels):
   smp = samplers.sampler("syncnet", data, min_shift=5)
   labels = []
   for k in range(24):
     ex = smp.example(k % smp.num_items, np.random.default_rng([7, k]))
-    i = smp._items[k % smp.num_items]
-    seg = data.segment(i)
-    allf = data.frames(i, range(seg.num_frames))
-    t = _find(allf[:, 48:], ex["faces"][0])
-    np.testing.assert_array_equal(ex["faces"], allf[t:t + 5, 48:])
-    mel = clip_mels[data.segments[i]["clip"]]
-    matches = [u for u in range(seg.num_frames)
-               if np.array_equal(ex["mel"], _window(mel, seg.meta["start"] + u, 0))]
+    t, (matches,) = _syncnet_positions(data, clip_mels, smp, k % smp.num_items, ex)
     assert len(matches) == 1
     if ex["label"] == 1.0:
       assert matches == [t]
@@ -114,14 +120,7 @@ def test_syncnet_negatives_give_each_window_its_in_sync_and_k_off_sync_windows(d
     ex = smp.example(k % smp.num_items, np.random.default_rng([9, k]))
     chex.assert_shape(ex["mel"], (4, 80, 16, 1))
     np.testing.assert_array_equal(ex["label"], [1, 0, 0, 0])
-    i = smp._items[k % smp.num_items]
-    seg = data.segment(i)
-    allf = data.frames(i, range(seg.num_frames))
-    t = _find(allf[:, 48:], ex["faces"][0])
-    np.testing.assert_array_equal(ex["faces"], allf[t:t + 5, 48:])
-    mel = clip_mels[data.segments[i]["clip"]]
-    at = [[u for u in range(seg.num_frames) if np.array_equal(m, _window(mel, seg.meta["start"] + u, 0))]
-          for m in ex["mel"]]
+    t, at = _syncnet_positions(data, clip_mels, smp, k % smp.num_items, ex)
     assert at[0] == [t]
     offs = [u for (u,) in at[1:]]
     assert all(abs(u - t) >= 5 for u in offs) and len(set(offs)) == 3   # distinct off-sync starts

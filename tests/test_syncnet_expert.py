@@ -101,6 +101,8 @@ def test_torch_default_init_matches_pytorch_bounds_and_module_structure(tiny):
 def test_config_errors_name_the_field():
   with pytest.raises(ConfigError, match=r"config.data.image_size = 128: .* set it to 96"):
     task.batch_spec(configs.get_config("syncnet:tiny", {"data.image_size": 128}))
+  with pytest.raises(ConfigError, match=r"config.data.negatives = -1: .* an integer >= 0"):
+    task.batch_spec(configs.get_config("syncnet:tiny", {"data.negatives": -1}))
   with pytest.raises(ConfigError, match=r"config.model.head: unknown 'softmax'"):
     task.networks(configs.get_config("syncnet:tiny", {"model.head": "softmax"}))
 

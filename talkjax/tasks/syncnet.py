@@ -9,9 +9,9 @@ cosine similarity is in [0, 1] and *is* the probability "in sync"; the loss is W
 Training data: the ``syncnet`` sampler (:class:`talkjax.data.samplers.SyncNetSampler`): 5 lower halves
 with the mel window starting at the first frame (label 1) or at a frame of the same segment at least
 ``data.min_shift`` frames away (label 0), labels 50/50 per example, RGB uint8; or, with
-``data.negatives = K``, each window with both kinds: ``mel (1 + K, 80, 16, 1)``, ``label (1 + K,)``. The conversion to the
-expert's input (BGR, [0, 1], frames stacked frame-major on channels) happens on the device
-(:func:`expert_face_input`).
+``data.negatives = K``, each window with both kinds: ``mel (1 + K, 80, 16, 1)``, ``label (1 + K,)``.
+The conversion to the expert's input (BGR, [0, 1], frames stacked frame-major on channels) happens
+on the device (:func:`expert_face_input`).
 
 The 0.69 trap (users of Wav2Lip's ``color_syncnet_train.py`` see the BCE sit at ln 2 for tens of
 thousands of steps): what this task changes and why is measured in BUILD_NOTES.md ("syncnet_expert").
@@ -40,7 +40,7 @@ talkjax.tasks.syncnet --workdir=W --output=DIR``) writes the ``syncnet`` network
 generator config points its ``frozen.syncnet`` field at ``DIR`` and its task declares
 :func:`frozen_expert` and calls :func:`generator_sync_loss`.
 
-Config fields read here: ``data.image_size``, ``model.{width_divisor, head, scale_init}``,
+Config fields read here: ``data.{image_size, negatives}``, ``model.{width_divisor, head, scale_init}``,
 ``loss.balance``, ``loss_weights.bce``.
 """
 
@@ -97,6 +97,9 @@ def _check_config(config) -> None:
                       f"{SIZE}x{SIZE} crops; set it to {SIZE} (the sampler resizes the stored crops)")
   if config.model.head not in HEADS:
     raise ConfigError(f"config.model.head: unknown {config.model.head!r}; valid: {', '.join(HEADS)}")
+  k = config.data.get("negatives") or 0
+  if isinstance(k, bool) or int(k) != k or k < 0:
+    raise ConfigError(f"config.data.negatives = {k!r}: off-sync windows per face window, an integer >= 0")
   if config.loss.balance not in (True, False):
     raise ConfigError(f"config.loss.balance must be true or false, got {config.loss.balance!r}")
 
