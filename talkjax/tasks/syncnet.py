@@ -97,9 +97,7 @@ def _check_config(config) -> None:
                       f"{SIZE}x{SIZE} crops; set it to {SIZE} (the sampler resizes the stored crops)")
   if config.model.head not in HEADS:
     raise ConfigError(f"config.model.head: unknown {config.model.head!r}; valid: {', '.join(HEADS)}")
-  k = config.data.get("negatives") or 0
-  if isinstance(k, bool) or int(k) != k or k < 0:
-    raise ConfigError(f"config.data.negatives = {k!r}: off-sync windows per face window, an integer >= 0")
+  negatives(config)
   if config.loss.balance not in (True, False):
     raise ConfigError(f"config.loss.balance must be true or false, got {config.loss.balance!r}")
 
@@ -111,7 +109,10 @@ def sampler(config) -> str:
 
 def negatives(config) -> int:
   """``config.data.negatives``: off-sync windows per face window (0: one pair with a 50/50 label)."""
-  return int(config.data.get("negatives") or 0)
+  k = config.data.get("negatives") or 0
+  if isinstance(k, bool) or int(k) != k or k < 0:
+    raise ConfigError(f"config.data.negatives = {k!r}: off-sync windows per face window, an integer >= 0")
+  return int(k)
 
 
 def batch_spec(config) -> dict[str, jax.ShapeDtypeStruct]:
