@@ -3,6 +3,7 @@
 The 2-step ``syncnet:runlocal`` smoke run is tests/test_train_loop.py's parametrised config test.
 """
 
+import functools
 import json
 import types
 
@@ -414,6 +415,58 @@ def test_export_and_load_expert_round_trip(tiny, tmp_path):
   frozen = task.frozen_expert(width_divisor=DIV)
   assert frozen.field == "frozen.syncnet" and frozen.convert_kind == "wav2lip_syncnet"
   chex.assert_trees_all_equal_shapes(frozen.abstract(), v)
+
+
+def test_wider_audio_branch_keeps_one_embedding_size_and_travels_with_the_variables(tmp_path):
+  """``audio_width_divisor``: the audio branch's own widths, its last 1x1 block at the face's width;
+  an exported expert, the frozen-net shapes and the generator's sync loss all read it back."""
+  module = wav2lip.SyncNetColor(width_divisor=DIV, audio_width_divisor=DIV // 2)
+  rng = np.random.default_rng(3)
+  mel = jnp.asarray(rng.uniform(-4, 4, (3, 80, 16, 1)), jnp.float32)
+  face = jnp.asarray(rng.uniform(0, 1, (3, 48, 96, 15)), jnp.float32)
+  v = jax.jit(functools.partial(module.init, train=False))(jax.random.PRNGKey(0), mel, face)
+  audio = v["params"]["audio_encoder"]
+  assert audio["block_0"]["conv"]["kernel"].shape == (3, 3, 1, 32 // (DIV // 2))       # 4 features
+  assert audio["block_13"]["conv"]["kernel"].shape[-2:] == (512 // (DIV // 2), 512 // DIV)  # 64 -> 32
+  assert v["params"]["face_encoder_0"]["conv"]["kernel"].shape[-1] == 32 // DIV
+  a, f = module.apply(v, mel, face)
+  chex.assert_shape([a, f], (3, 512 // DIV))
+  assert (sx.width_divisor_of(v), sx.audio_width_divisor_of(v)) == (DIV, DIV // 2)
+  same = wav2lip.SyncNetColor(width_divisor=DIV)
+  assert sx.expert_module(v) == module and sx.expert_module(jax.eval_shape(
+      functools.partial(same.init, train=False), jax.random.PRNGKey(0), mel, face)) == same
+  # Export layout: load_expert rebuilds the same module and scores exactly as it.
+  checkpoints.save_variables(tmp_path / "expert", jax.device_get(v))
+  expert = sx.load_expert(tmp_path / "expert", batch_size=3)
+  assert expert.module == module
+  frames = rng.integers(0, 256, (3, 5, 48, 96, 3), dtype=np.uint8)
+  p = expert.probabilities(frames, np.asarray(mel))
+  a, f = module.apply(v, mel, sx.expert_face_input(jnp.asarray(frames)))
+  np.testing.assert_allclose(p, np.clip(np.sum(np.asarray(a) * np.asarray(f), -1), 0, 1), rtol=1e-5, atol=1e-6)
+  got = task.generator_sync_loss(v, mel, jnp.asarray(frames, jnp.float32) / 255.0)
+  assert float(got) == pytest.approx(-np.mean(np.log(p)), rel=1e-4)
+  frozen = task.frozen_expert(width_divisor=DIV, audio_width_divisor=DIV // 2)
+  chex.assert_trees_all_equal_shapes(frozen.abstract(), v)
+  # An audio branch that is no divisor's, or that does not match its first layer, is refused by name.
+  odd = jax.tree.map(np.asarray, jax.device_get(v))
+  odd["params"]["audio_encoder"]["block_0"]["conv"]["kernel"] = np.zeros((3, 3, 1, 3), np.float32)
+  with pytest.raises(CheckpointError, match="3 first audio-layer features: not 32 // d"):
+    sx.expert_module(odd)
+  odd["params"]["audio_encoder"]["block_0"]["conv"]["kernel"] = np.zeros((3, 3, 1, 32 // DIV), np.float32)
+  checkpoints.save_variables(tmp_path / "odd", odd)
+  fits = rf"does not fit SyncNetColor\(width_divisor={DIV}, audio_width_divisor=None\)"
+  with pytest.raises(CheckpointError, match=fits):
+    sx.load_expert(tmp_path / "odd")
+
+
+def test_audio_width_divisor_config():
+  assert configs.get_config("syncnet").model.audio_width_divisor is None          # Wav2Lip's widths
+  assert task.networks(configs.get_config("syncnet:runlocal")).get("syncnet").audio_width_divisor is None
+  wider = task.networks(configs.get_config("syncnet:runlocal", {"model.audio_width_divisor": 2}))["syncnet"]
+  assert (wider.width_divisor, wider.audio_width_divisor) == (4, 2)
+  for bad in (3, 0, 64, True):
+    with pytest.raises(ConfigError, match="audio_width_divisor"):
+      task.networks(configs.get_config("syncnet:runlocal", {"model.audio_width_divisor": bad}))
 
 
 @pytest.mark.parametrize("case", ["zero_embedding", "opposite", "identical"])

@@ -63,6 +63,7 @@ def get_config(arg=None):
 
   c.model = ml_collections.ConfigDict(dict(
       width_divisor=1,        # 1: Wav2Lip's widths (a converted lipsync_expert.pth fits)
+      audio_width_divisor=None,  # the audio branch's own divisor (None: width_divisor; 5.2 studies 2)
       head="cosine",          # p = cos (Wav2Lip); "scaled": p = sigmoid(s * cos + b), s and b learnt
       scale_init=10.0,        # "scaled" only: initial s (b = -s/2)
   ))

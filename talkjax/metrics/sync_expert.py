@@ -177,36 +177,57 @@ def _unit(x: np.ndarray) -> np.ndarray:
   return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def width_divisor_of(variables: Any) -> int:
-  """The ``width_divisor`` a SyncNetColor variables tree was built with (first conv: 32 // d outputs)."""
+def _divisor_of(variables: Any, keys: tuple[str, ...], layer: str) -> int:
+  """``d`` of a SyncNetColor branch whose first conv (``params/<keys>``) has ``32 // d`` outputs."""
   try:
-    features = int(np.shape(variables["params"]["face_encoder_0"]["conv"]["kernel"])[-1])
+    kernel = variables["params"]
+    for key in keys:
+      kernel = kernel[key]
+    features = int(np.shape(kernel)[-1])
   except (KeyError, TypeError, IndexError) as e:
     raise CheckpointError("not the variables of a Wav2Lip expert SyncNet (SyncNetColor): no "
-                          "params/face_encoder_0/conv/kernel") from e
+                          f"params/{'/'.join(keys)}") from e
   if features < 1 or 32 % features:
-    raise CheckpointError(f"SyncNetColor variables with {features} first-layer features: not 32 // d")
+    raise CheckpointError(f"SyncNetColor variables with {features} {layer} features: not 32 // d")
   return 32 // features
+
+
+def width_divisor_of(variables: Any) -> int:
+  """The ``width_divisor`` a SyncNetColor variables tree was built with (first conv: 32 // d outputs)."""
+  return _divisor_of(variables, ("face_encoder_0", "conv", "kernel"), "first-layer")
+
+
+def audio_width_divisor_of(variables: Any) -> int:
+  """The audio branch's divisor of SyncNetColor variables (its first conv: 32 // d outputs)."""
+  return _divisor_of(variables, ("audio_encoder", "block_0", "conv", "kernel"), "first audio-layer")
+
+
+def expert_module(variables: Any) -> Any:
+  """The :class:`~talkjax.models.wav2lip.SyncNetColor` that ``variables`` belong to (its widths are
+  implied by the shapes: a converted ``lipsync_expert.pth``, an exported ``syncnet`` run, any reduced
+  variant)."""
+  from talkjax.models.wav2lip import SyncNetColor  # pylint: disable=g-import-not-at-top
+  d, a = width_divisor_of(variables), audio_width_divisor_of(variables)
+  return SyncNetColor(width_divisor=d, audio_width_divisor=None if a == d else a)
 
 
 def load_expert(path: str | os.PathLike[str], batch_size: int = DEFAULT_BATCH) -> Expert:
   """An :class:`Expert` from a variables directory: ``python -m talkjax.tasks.syncnet`` (export of a
   ``syncnet`` run) or ``third_party.convert --kind=wav2lip_syncnet`` (``lipsync_expert.pth``)."""
   from talkjax import checkpoints  # pylint: disable=g-import-not-at-top
-  from talkjax.models.wav2lip import SyncNetColor  # pylint: disable=g-import-not-at-top
   variables = checkpoints.load_variables(path)
   try:
-    divisor = width_divisor_of(variables)
+    module = expert_module(variables)
   except CheckpointError as e:
     raise CheckpointError(f"{path}: {e}") from e
-  module = SyncNetColor(width_divisor=divisor)
   expected = jax.eval_shape(functools.partial(module.init, train=False), jax.random.PRNGKey(0),
                             jnp.zeros((1, 80, 16, 1)), jnp.zeros((1, HALF, SIZE, 3 * WINDOW_FRAMES)))
   got = {jax.tree_util.keystr(k): np.shape(v) for k, v in jax.tree_util.tree_leaves_with_path(variables)}
   want = {jax.tree_util.keystr(k): tuple(v.shape) for k, v in jax.tree_util.tree_leaves_with_path(expected)}
   if got != want:
     diff = sorted(set(got) ^ set(want)) + sorted(k for k in set(got) & set(want) if got[k] != want[k])
-    raise CheckpointError(f"{path}: does not fit SyncNetColor(width_divisor={divisor}): "
+    raise CheckpointError(f"{path}: does not fit SyncNetColor(width_divisor={module.width_divisor}, "
+                          f"audio_width_divisor={module.audio_width_divisor}): "
                           f"{', '.join(diff[:8])}{' ...' if len(diff) > 8 else ''}")
   return Expert(module, variables, batch_size)
 
@@ -521,12 +542,11 @@ def _run_data_config(workdir: str | None) -> dict | None:
 def _expert_from_run(workdir: str, step: int | None) -> Expert:
   """The ``syncnet`` network of a training run's checkpoint."""
   from talkjax import checkpoints  # pylint: disable=g-import-not-at-top
-  from talkjax.models.wav2lip import SyncNetColor  # pylint: disable=g-import-not-at-top
   state = checkpoints.load_train_state(os.path.join(os.path.abspath(workdir), "checkpoints"), step)
   if "syncnet" not in state.get("params", {}):
     raise CheckpointError(f"{workdir}: no 'syncnet' network in the checkpoint (not a syncnet run?)")
   variables = {"params": state["params"]["syncnet"], "batch_stats": state["batch_stats"]["syncnet"]}
-  return Expert(SyncNetColor(width_divisor=width_divisor_of(variables)), variables)
+  return Expert(expert_module(variables), variables)
 
 
 if __name__ == "__main__":

@@ -32,8 +32,12 @@ MEL_BINS = 80
 MEL_STEPS = 16
 
 
-def audio_encoder_layers(residuals_at_256: int = 1, width_divisor: int = 1) -> list[dict]:
-  """The encoder's blocks in PyTorch order, as ``ConvBNAct`` keyword arguments."""
+def audio_encoder_layers(residuals_at_256: int = 1, width_divisor: int = 1,
+                         out_features: int | None = None) -> list[dict]:
+  """The encoder's blocks in PyTorch order, as ``ConvBNAct`` keyword arguments.
+
+  ``out_features`` sets the width of the last (1x1) block alone; default ``512 // width_divisor``.
+  """
   def w(c):
     return max(1, c // width_divisor)
   layers = [dict(features=w(32), kernel_size=3, strides=1, padding=1)]
@@ -45,7 +49,7 @@ def audio_encoder_layers(residuals_at_256: int = 1, width_divisor: int = 1) -> l
   layers += [dict(features=w(256), kernel_size=3, strides=(3, 2), padding=1)]
   layers += [dict(features=w(256), kernel_size=3, strides=1, padding=1, residual=True)] * residuals_at_256
   layers += [dict(features=w(512), kernel_size=3, strides=1, padding=0)]
-  layers += [dict(features=w(512), kernel_size=1, strides=1, padding=0)]
+  layers += [dict(features=out_features or w(512), kernel_size=1, strides=1, padding=0)]
   return layers
 
 
@@ -57,18 +61,21 @@ class AudioEncoder(nn.Module):
     final_activation: activation of the last block, one of ``relu`` (Wav2Lip), ``tanh`` (IP_LAP's
       mel encoder, where Tanh replaces the last ReLU) or ``none``.
     width_divisor: divide every width by this (tiny test variants only; checkpoints need 1).
+    out_features: width of the last (1x1) block, the output; None: ``512 // width_divisor``. A
+      network whose audio branch is wider than its other branch keeps their embeddings the same size.
     dtype: computation dtype.
   """
   residuals_at_256: int = 1
   final_activation: str = "relu"
   width_divisor: int = 1
+  out_features: int | None = None
   dtype: Any = jnp.float32
 
   def setup(self):
     if self.final_activation not in ACTIVATIONS:
       raise ValueError(f"AudioEncoder.final_activation: unknown {self.final_activation!r}; "
                        f"valid: {', '.join(ACTIVATIONS)}")
-    layers = audio_encoder_layers(self.residuals_at_256, self.width_divisor)
+    layers = audio_encoder_layers(self.residuals_at_256, self.width_divisor, self.out_features)
     layers[-1] = dict(layers[-1], activation=self.final_activation)
     self.block = [ConvBNAct(**kw, dtype=self.dtype) for kw in layers]
 

@@ -179,14 +179,24 @@ class SyncNetColor(nn.Module):
 
   Both embeddings come out of a ReLU, so their cosine similarity is in [0, 1] and feeds
   :func:`expert_sync_loss` directly.
+
+  Attributes:
+    width_divisor: shrink all widths (reduced variants; checkpoints need 1).
+    audio_width_divisor: the audio branch's own divisor (None: ``width_divisor``). Its last 1x1
+      block keeps the face branch's width (``512 // width_divisor``), so the embeddings still match:
+      a reduced expert can have a wider audio branch at little cost (the face branch is nine tenths
+      of the compute). Checkpoints need None or 1.
+    dtype: computation dtype.
   """
   width_divisor: int = 1
+  audio_width_divisor: int | None = None
   dtype: Any = jnp.float32
 
   def setup(self):
     d = self.width_divisor
     self.face_encoder = [_make(s, d, self.dtype) for s in SYNCNET_FACE_ENCODER]
-    self.audio_encoder = AudioEncoder(residuals_at_256=2, width_divisor=d, dtype=self.dtype)
+    self.audio_encoder = AudioEncoder(residuals_at_256=2, width_divisor=self.audio_width_divisor or d,
+                                      out_features=_w(512, d), dtype=self.dtype)
 
   def embed_audio(self, mel: jax.Array, train: bool = False) -> jax.Array:
     _check(mel, "mel", (MEL_BINS, MEL_STEPS, 1), allow_time=False)

@@ -40,7 +40,8 @@ talkjax.tasks.syncnet --workdir=W --output=DIR``) writes the ``syncnet`` network
 generator config points its ``frozen.syncnet`` field at ``DIR`` and its task declares
 :func:`frozen_expert` and calls :func:`generator_sync_loss`.
 
-Config fields read here: ``data.{image_size, negatives}``, ``model.{width_divisor, head, scale_init}``,
+Config fields read here: ``data.{image_size, negatives}``,
+``model.{width_divisor, audio_width_divisor, head, scale_init}``,
 ``loss.balance``, ``loss_weights.bce``.
 """
 
@@ -98,6 +99,7 @@ def _check_config(config) -> None:
   if config.model.head not in HEADS:
     raise ConfigError(f"config.model.head: unknown {config.model.head!r}; valid: {', '.join(HEADS)}")
   negatives(config)
+  audio_width_divisor(config)
   if config.loss.balance not in (True, False):
     raise ConfigError(f"config.loss.balance must be true or false, got {config.loss.balance!r}")
 
@@ -115,6 +117,17 @@ def negatives(config) -> int:
   return int(k)
 
 
+def audio_width_divisor(config) -> int | None:
+  """``config.model.audio_width_divisor``: the audio branch's own divisor (None: ``width_divisor``)."""
+  a = config.model.get("audio_width_divisor")
+  if a is None:
+    return None
+  if isinstance(a, bool) or int(a) != a or not 1 <= a <= 32 or 32 % a:
+    raise ConfigError(f"config.model.audio_width_divisor = {a!r}: the audio branch's width divisor, None or a "
+                      "divisor of 32 (1, 2, 4, 8, 16, 32)")
+  return int(a)
+
+
 def batch_spec(config) -> dict[str, jax.ShapeDtypeStruct]:
   _check_config(config)
   k = negatives(config)
@@ -126,7 +139,8 @@ def batch_spec(config) -> dict[str, jax.ShapeDtypeStruct]:
 
 def networks(config) -> dict[str, nn.Module]:
   _check_config(config)
-  nets = {EXPERT: wav2lip.SyncNetColor(width_divisor=int(config.model.width_divisor))}
+  nets = {EXPERT: wav2lip.SyncNetColor(width_divisor=int(config.model.width_divisor),
+                                       audio_width_divisor=audio_width_divisor(config))}
   if config.model.head == "scaled":
     nets[HEAD] = SyncHead(scale_init=float(config.model.scale_init))
   return nets
@@ -360,29 +374,30 @@ def export_expert(workdir: str | os.PathLike[str], output: str | os.PathLike[str
   The result has the layout of ``third_party.convert --kind=wav2lip_syncnet`` (``params`` and
   ``batch_stats`` of :class:`~talkjax.models.wav2lip.SyncNetColor`), so everything that takes a
   converted ``lipsync_expert.pth`` takes it (``frozen.syncnet`` of the generator configs,
-  :func:`talkjax.metrics.sync_expert.load_expert`). ``width_divisor`` is implied by the shapes.
+  :func:`talkjax.metrics.sync_expert.load_expert`). The widths are implied by the shapes
+  (:func:`talkjax.metrics.sync_expert.expert_module`).
   """
   directory = os.path.join(os.path.abspath(os.fspath(workdir)), "checkpoints")
   return checkpoints.export_network(directory, EXPERT, output, step=step, overwrite=overwrite)
 
 
-def expert_abstract(width_divisor: int = 1) -> Any:
+def expert_abstract(width_divisor: int = 1, audio_width_divisor: int | None = None) -> Any:
   """Shapes of :class:`SyncNetColor` variables (for ``FrozenNet.abstract``)."""
-  module = wav2lip.SyncNetColor(width_divisor=width_divisor)
+  module = wav2lip.SyncNetColor(width_divisor=width_divisor, audio_width_divisor=audio_width_divisor)
   return jax.eval_shape(functools.partial(module.init, train=False), jax.random.PRNGKey(0),
                         jnp.zeros((1, 80, 16, 1)), jnp.zeros((1, SIZE // 2, SIZE, 3 * T)))
 
 
-def frozen_expert(field: str = "frozen.syncnet", *, width_divisor: int = 1, required: bool = True) -> FrozenNet:
+def frozen_expert(field: str = "frozen.syncnet", *, width_divisor: int = 1, audio_width_divisor: int | None = None,
+                  required: bool = True) -> FrozenNet:
   """The ``FrozenNet`` a generator task declares for its sync loss (variables dir in ``config.<field>``)."""
   return FrozenNet(name=EXPERT, field=field, convert_kind="wav2lip_syncnet", required=required,
-                   abstract=functools.partial(expert_abstract, width_divisor),
+                   abstract=functools.partial(expert_abstract, width_divisor, audio_width_divisor),
                    how_to_make="or train one: python -m experiments.train --config=syncnet --workdir=W, then "
                                "python -m talkjax.tasks.syncnet --workdir=W --output=DIR")
 
 
-def generator_sync_loss(variables: dict, mel: jax.Array, frames: jax.Array, *, width_divisor: int | None = None,
-                        rgb: bool = True) -> jax.Array:
+def generator_sync_loss(variables: dict, mel: jax.Array, frames: jax.Array, *, rgb: bool = True) -> jax.Array:
   """Wav2Lip's generator sync loss: mean BCE(cos(audio, face), 1) with the frozen expert (eval mode).
 
   Args:
@@ -390,12 +405,11 @@ def generator_sync_loss(variables: dict, mel: jax.Array, frames: jax.Array, *, w
     mel: ``(B, 80, 16, 1)`` the window of the first of the 5 frames (the ``wav2lip`` sampler's ``mel``).
     frames: ``(B, 5, H, W, 3)`` generated frames in [0, 1] (square crops or their lower halves; see
       :func:`expert_face_input`).
-    width_divisor: the expert's; None reads it from the variables' shapes.
     rgb: the frames are RGB (talkjax's convention) rather than BGR.
+
+  The expert's widths are read from the variables' shapes (:func:`sync_expert.expert_module`).
   """
-  if width_divisor is None:
-    width_divisor = sync_expert.width_divisor_of(variables)
-  expert = wav2lip.SyncNetColor(width_divisor=width_divisor)
+  expert = sync_expert.expert_module(variables)
   a, v = expert.apply(variables, mel, expert_face_input(frames, rgb=rgb), train=False)
   return wav2lip.expert_sync_loss(a, v, jnp.ones(a.shape[:1]))
 
