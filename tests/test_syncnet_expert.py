@@ -464,7 +464,7 @@ def test_audio_width_divisor_config():
   assert task.networks(configs.get_config("syncnet:runlocal")).get("syncnet").audio_width_divisor is None
   wider = task.networks(configs.get_config("syncnet:runlocal", {"model.audio_width_divisor": 2}))["syncnet"]
   assert (wider.width_divisor, wider.audio_width_divisor) == (4, 2)
-  for bad in (3, 0, 64, True):
+  for bad in (3, 0, 64, True, 2.5, "two"):
     with pytest.raises(ConfigError, match="audio_width_divisor"):
       task.networks(configs.get_config("syncnet:runlocal", {"model.audio_width_divisor": bad}))
 

@@ -122,7 +122,7 @@ def audio_width_divisor(config) -> int | None:
   a = config.model.get("audio_width_divisor")
   if a is None:
     return None
-  if isinstance(a, bool) or int(a) != a or not 1 <= a <= 32 or 32 % a:
+  if isinstance(a, bool) or not isinstance(a, (int, np.integer)) or not 1 <= a <= 32 or 32 % a:
     raise ConfigError(f"config.model.audio_width_divisor = {a!r}: the audio branch's width divisor, None or a "
                       "divisor of 32 (1, 2, 4, 8, 16, 32)")
   return int(a)
