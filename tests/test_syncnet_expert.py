@@ -199,6 +199,82 @@ def test_task_loss_with_negatives_pairs_each_face_with_its_audio_windows(tiny):
   assert results["p_off_sync"] == pytest.approx(cos[:, 1].mean(), rel=1e-4)
 
 
+def _loss_and_grads(config, nets, variables, batch, train):
+  (player,) = task.players(config, nets)
+  ctx = LossContext(batch_stats={"syncnet": variables["syncnet"]["batch_stats"]}, frozen={},
+                    batch=jax.tree.map(jnp.asarray, batch), rng=jax.random.PRNGKey(0), step=jnp.int32(0),
+                    weights={"bce": jnp.float32(1.0)}, carry={}, train=train)
+  fn = jax.jit(jax.value_and_grad(lambda p: player.loss_fn(p, ctx), has_aux=True))
+  return fn({"syncnet": variables["syncnet"]["params"]})
+
+
+def test_hard_negatives_train_on_the_off_sync_windows_closest_to_the_face(tiny):
+  # data.negatives = 3 candidates, loss.hard_negatives = 1: each window keeps its in-sync pair and the
+  # candidate whose audio embedding is closest to its face's.
+  config = configs.get_config("syncnet:tiny", {"model.width_divisor": DIV, "data.negatives": 3,
+                                               "loss.hard_negatives": 1})
+  rng = np.random.default_rng(11)
+  batch = {"faces": tiny.batch["faces"], "mel": rng.uniform(-4, 4, (4, 4, 80, 16, 1)).astype(np.float32),
+           "label": np.tile(np.array([1, 0, 0, 0], np.float32), (4, 1))}
+  # Eval mode, by hand: cosines of all 4 pairs per window; the hardest off-sync one is kept.
+  v = tiny.expert.embed_faces(batch["faces"])
+  a = tiny.expert.embed_mels(batch["mel"].reshape(16, 80, 16, 1)).reshape(4, 4, -1)
+  cos = np.einsum("bpd,bd->bp", a, v) / np.linalg.norm(a, axis=-1) / np.linalg.norm(v, axis=-1)[:, None]
+  hardest = 1 + np.argmax(cos[:, 1:], axis=1)
+  assert len(set(hardest.tolist())) > 1          # the choice differs between windows
+  per_pos, per_neg = -np.log(cos[:, 0]), -np.log(1 - cos[np.arange(4), hardest])
+  (loss, aux), _ = _loss_and_grads(config, tiny.nets, tiny.variables, batch, train=False)
+  assert float(loss) == pytest.approx(0.5 * per_pos.mean() + 0.5 * per_neg.mean(), rel=1e-4)
+  assert float(aux.terms["p_off_sync"]) == pytest.approx(cos[np.arange(4), hardest].mean(), rel=1e-4)
+  assert float(aux.terms["p_off_sync"]) > cos[:, 1:].mean()
+  # Train mode: loss, gradients and BatchNorm statistics are those of the plain K = 1 loss on the
+  # kept pairs (the candidates are scored with batch statistics, as the kept pairs then are).
+  expert, variables = tiny.nets["syncnet"], tiny.variables["syncnet"]
+  face_in = sx.expert_face_input(jnp.asarray(batch["faces"]))
+  a_all, _ = expert.apply(variables, jnp.asarray(batch["mel"].reshape(16, 80, 16, 1)), method="embed_audio",
+                          train=True, mutable=["batch_stats"])
+  v_train, _ = expert.apply(variables, face_in, method="embed_face", train=True, mutable=["batch_stats"])
+  cos_t = np.asarray(task.pair_cosine(a_all.reshape(4, 4, -1), v_train))
+  keep = 1 + np.argmax(cos_t[:, 1:], axis=1)
+  kept = {"faces": batch["faces"], "mel": batch["mel"][np.arange(4)[:, None], np.stack([np.zeros(4, int), keep], 1)],
+          "label": np.tile(np.array([1, 0], np.float32), (4, 1))}
+  chex.assert_shape(kept["mel"], (4, 2, 80, 16, 1))
+  plain = configs.get_config("syncnet:tiny", {"model.width_divisor": DIV, "data.negatives": 1})
+  (loss_h, aux_h), grads_h = _loss_and_grads(config, tiny.nets, tiny.variables, batch, train=True)
+  (loss_p, aux_p), grads_p = _loss_and_grads(plain, tiny.nets, tiny.variables, kept, train=True)
+  assert float(loss_h) == pytest.approx(float(loss_p), rel=1e-5)
+  chex.assert_trees_all_close(grads_h, grads_p, rtol=1e-4, atol=1e-6)
+  chex.assert_trees_all_close(aux_h.batch_stats, aux_p.batch_stats, rtol=1e-5, atol=1e-6)
+  assert jax.tree.structure(aux_h.batch_stats["syncnet"]) == jax.tree.structure(variables["batch_stats"])
+
+
+def test_hard_negatives_config():
+  assert configs.get_config("syncnet").loss.hard_negatives == 0
+  assert task.hard_negatives(configs.get_config("syncnet:tiny", {"data.negatives": 3, "loss.hard_negatives": 2})) == 2
+  for k, m, match in ((3, -1, "an integer >= 0"), (3, 3, "needs data.negatives > hard_negatives"),
+                      (0, 1, "needs data.negatives")):
+    config = configs.get_config("syncnet:tiny", {"data.negatives": k, "loss.hard_negatives": m})
+    with pytest.raises(ConfigError, match=rf"config.loss.hard_negatives = {m}.*{match}"):
+      task.batch_spec(config)
+  for bad in (1.5, "one"):   # refused when the override is applied (the field is an integer)
+    with pytest.raises(ConfigError, match="hard_negatives"):
+      task.batch_spec(configs.get_config("syncnet:tiny", {"data.negatives": 3, "loss.hard_negatives": bad}))
+
+
+def test_corpus_override_reaches_the_embedded_corpus(monkeypatch):
+  # --config.data.corpus="{'speakers': 24, 'clips': 1}" (the session-7 runs of BUILD_NOTES.md 5.2).
+  from talkjax.data import embedded  # pylint: disable=g-import-not-at-top
+  calls = []
+  monkeypatch.setattr(embedded, "ensure_corpus", lambda cache_dir, **kw: calls.append(kw) or "/nowhere")
+  config = configs.get_config("syncnet:runlocal", [("data.corpus", "{'speakers': 24, 'clips': 1}")])
+  assert task.dataset_root(config) == "/nowhere"
+  assert calls[-1]["preset"] == "runlocal_excerpts"
+  assert (calls[-1]["speakers"], calls[-1]["clips"]) == (24, 1)
+  assert configs.get_config("syncnet:runlocal").data.corpus is None
+  task.dataset_root(configs.get_config("syncnet:runlocal"))
+  assert "speakers" not in calls[-1]
+
+
 def test_generator_sync_loss_is_bce_against_label_one(tiny):
   frames = tiny.batch["faces"][:2].astype(np.float32) / 255.0     # generated frames: float in [0, 1]
   got = jax.jit(task.generator_sync_loss)(

@@ -58,6 +58,7 @@ def get_config(arg=None):
   # same segment at >= 5 frames.
   c.data = ml_collections.ConfigDict(dict(
       kind="corpus", root=None, cache_dir=None, preset="default", num_threads=2, prefetch=4,
+      corpus=None,                        # overrides of the preset, e.g. "{'speakers': 24, 'clips': 1}"
       image_size=96, min_shift=5, flip=False, color_jitter=0.0,
       negatives=0))                       # off-sync windows per face window; 0: Wav2Lip's one 50/50 pair
 
@@ -67,7 +68,10 @@ def get_config(arg=None):
       head="cosine",          # p = cos (Wav2Lip); "scaled": p = sigmoid(s * cos + b), s and b learnt
       scale_init=10.0,        # "scaled" only: initial s (b = -s/2)
   ))
-  c.loss = ml_collections.ConfigDict(dict(balance=True))   # mean of the per-class mean BCEs
+  c.loss = ml_collections.ConfigDict(dict(
+      balance=True,           # mean of the per-class mean BCEs
+      hard_negatives=0,       # > 0: keep the M off-sync candidates closest to the face (of data.negatives)
+  ))
   c.loss_weights = ml_collections.ConfigDict(dict(bce=1.0))
   c.optim = ml_collections.ConfigDict()
   c.optim.syncnet = ml_collections.ConfigDict(dict(name="adam", lr=1e-4, warmup_steps=1000))

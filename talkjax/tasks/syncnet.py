@@ -30,6 +30,13 @@ The knobs, all in the config:
   label; K >= 1 gives every window its in-sync audio and K off-sync windows of the same segment,
   so the face encoder (nine tenths of a step's compute) serves 1 + K labelled pairs and every
   window is contrasted with its own wrong audio.
+- ``loss.hard_negatives = M`` (hard-negative mining, with ``data.negatives = K > M``): the K off-sync
+  candidates are embedded without gradient and each window keeps the M whose audio is closest to its
+  face (highest cosine); the loss, its backward pass and the BatchNorm statistics then see the
+  in-sync pair and those M, as with ``data.negatives = M``. The errors a trained expert makes are
+  off-sync windows whose mouth moves much as the in-sync one does (BUILD_NOTES.md 5.2), and a random
+  candidate is mostly an easy one. The logged training ``accuracy`` and ``p_off_sync`` are then those
+  of the kept (hard) pairs; the ``sync`` evaluator still judges a random off-sync window.
 
 Evaluators (``config.evals.<name>.type``): ``"sync"`` (held-out accuracy at threshold 0.5, BCE,
 balanced accuracy, ROC AUC, mean probability of in/off-sync pairs) and ``"lse"`` (LSE-C/LSE-D with the
@@ -42,7 +49,7 @@ generator config points its ``frozen.syncnet`` field at ``DIR`` and its task dec
 
 Config fields read here: ``data.{image_size, negatives}``,
 ``model.{width_divisor, audio_width_divisor, head, scale_init}``,
-``loss.balance``, ``loss_weights.bce``.
+``loss.{balance, hard_negatives}``, ``loss_weights.bce``.
 """
 
 from __future__ import annotations
@@ -99,6 +106,7 @@ def _check_config(config) -> None:
   if config.model.head not in HEADS:
     raise ConfigError(f"config.model.head: unknown {config.model.head!r}; valid: {', '.join(HEADS)}")
   negatives(config)
+  hard_negatives(config)
   audio_width_divisor(config)
   if config.loss.balance not in (True, False):
     raise ConfigError(f"config.loss.balance must be true or false, got {config.loss.balance!r}")
@@ -115,6 +123,19 @@ def negatives(config) -> int:
   if isinstance(k, bool) or int(k) != k or k < 0:
     raise ConfigError(f"config.data.negatives = {k!r}: off-sync windows per face window, an integer >= 0")
   return int(k)
+
+
+def hard_negatives(config) -> int:
+  """``config.loss.hard_negatives``: train on the M off-sync candidates closest to the face (0: all K)."""
+  m = config.loss.get("hard_negatives") or 0
+  if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 0:
+    raise ConfigError(f"config.loss.hard_negatives = {m!r}: off-sync windows kept per face window, an integer "
+                      ">= 0 (0: all of data.negatives)")
+  k = negatives(config)
+  if m and m >= k:
+    raise ConfigError(f"config.loss.hard_negatives = {m} with config.data.negatives = {k}: mining keeps the M "
+                      "hardest of K candidates, so it needs data.negatives > hard_negatives")
+  return int(m)
 
 
 def audio_width_divisor(config) -> int | None:
@@ -235,6 +256,35 @@ def embed(expert: wav2lip.SyncNetColor, variables: dict, mel: jax.Array, face: j
   return a.reshape(lead + a.shape[-1:]), v, stats
 
 
+def embed_hardest(expert: wav2lip.SyncNetColor, variables: dict, mel: jax.Array, face: jax.Array,
+                  labels: jax.Array, hard: int, train: bool) -> tuple[jax.Array, jax.Array, dict, jax.Array]:
+  """:func:`embed` on the in-sync window and the ``hard`` off-sync candidates closest to the face.
+
+  ``mel`` is ``(B, 1 + K, 80, 16, 1)`` with the in-sync window first, ``labels`` ``(B, 1 + K)``. The K
+  candidates are embedded without gradient (the audio branch is a tenth of a step's compute) and
+  ranked by their cosine with the window's face; only the kept pairs get a backward pass and feed
+  the audio branch's BatchNorm statistics. Returns ``(audio (B, 1 + hard, D), face (B, D), new
+  batch_stats or {}, labels (B, 1 + hard))``.
+  """
+  def run(method: str, x: jax.Array) -> tuple[jax.Array, dict]:
+    if train:
+      y, updates = expert.apply(variables, x, method=method, train=True, mutable=["batch_stats"])
+      return y, updates["batch_stats"]
+    return expert.apply(variables, x, method=method, train=False), {}
+
+  window = mel.shape[-3:]
+  a_all, _ = run("embed_audio", mel.reshape((-1,) + window))
+  a_all = jax.lax.stop_gradient(a_all).reshape(mel.shape[:2] + a_all.shape[-1:])
+  v, face_stats = run("embed_face", face)
+  cos = pair_cosine(a_all[:, 1:], jax.lax.stop_gradient(v))                # (B, K)
+  pick = jnp.argsort(-cos, axis=1)[:, :hard] + 1                             # (B, hard), highest first
+  keep = jnp.concatenate([jnp.zeros_like(pick[:, :1]), pick], axis=1)        # (B, 1 + hard)
+  kept = jnp.take_along_axis(mel, keep[:, :, None, None, None], axis=1)
+  a, audio_stats = run("embed_audio", kept.reshape((-1,) + window))
+  stats = {**face_stats, "audio_encoder": audio_stats["audio_encoder"]} if train else {}
+  return a.reshape(kept.shape[:2] + a.shape[-1:]), v, stats, jnp.take_along_axis(labels, keep, axis=1)
+
+
 def pair_cosine(a: jax.Array, v: jax.Array) -> jax.Array:
   """Cosine of each audio embedding (``(B, D)`` or ``(B, P, D)``) with its window's face ``(B, D)``."""
   return wav2lip.cosine_similarity(a, v if a.ndim == v.ndim else v[:, None, :])
@@ -250,13 +300,18 @@ def players(config, nets) -> list[Player]:
   expert = nets[EXPERT]
   head = nets.get(HEAD)
   balance = bool(config.loss.balance)
+  hard = hard_negatives(config)
   owned = (EXPERT, HEAD) if head is not None else (EXPERT,)
 
   def loss_fn(params, ctx: LossContext):
     labels = ctx.batch["label"]
     face = expert_face_input(ctx.batch["faces"])
     variables = {"params": params[EXPERT], "batch_stats": ctx.batch_stats[EXPERT]}
-    a, v, stats = embed(expert, variables, ctx.batch["mel"], face, ctx.train)
+    mel = ctx.batch["mel"]
+    if hard:
+      a, v, stats, labels = embed_hardest(expert, variables, mel, face, labels, hard, ctx.train)
+    else:
+      a, v, stats = embed(expert, variables, mel, face, ctx.train)
     cos = pair_cosine(a, v)
     if head is not None:
       logit = head.apply({"params": params[HEAD]}, cos)
