@@ -109,6 +109,12 @@ class TrainCheckpointer:
         max_to_keep=keep, keep_period=keep_period, create=True, cleanup_tmp_directories=True,
         enable_async_checkpointing=async_save)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
+    # Orbax removes a crashed run's temporary step directories in a background thread and waits for
+    # it only before its first save; a run that only restores (or a test looking at the directory)
+    # could see them. Wait here, so they are gone when the checkpointer is ready.
+    wait_for_cleanup = getattr(self._manager, "_maybe_await_cleanup_tmp_directory", None)
+    if wait_for_cleanup is not None:
+      wait_for_cleanup()
 
   def __enter__(self) -> "TrainCheckpointer":
     return self

@@ -1,6 +1,7 @@
 """talkjax.checkpoints: variables files and training checkpoints (keep-last-K, atomicity, resharding,
 data-iterator positions, export)."""
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -138,7 +139,7 @@ _CRASHING_SAVER = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("mode", ["while_writing", "before_commit"])
-def test_crash_mid_save_leaves_no_visible_partial_checkpoint(tmp_path, repo_root, mode):
+def test_crash_mid_save_leaves_no_visible_partial_checkpoint(tmp_path, repo_root, mode, monkeypatch):
   directory = tmp_path / "ckpt"
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   result = subprocess.run([sys.executable, "-c", _CRASHING_SAVER, str(directory), mode], cwd=repo_root,
@@ -148,6 +149,16 @@ def test_crash_mid_save_leaves_no_visible_partial_checkpoint(tmp_path, repo_root
   if mode == "before_commit":
     assert any(name.startswith("2.orbax-checkpoint-tmp") for name in leftovers), leftovers
   assert "2" not in leftovers
+  # Orbax removes the leftovers in a background thread; slowed down here (as on a loaded machine),
+  # the checkpointer must still have waited for it by the time it is ready.
+  from orbax.checkpoint._src.path import temporary_paths  # pylint: disable=g-import-not-at-top
+  cleanup = temporary_paths.cleanup_temporary_paths
+
+  async def slow_cleanup(*args, **kwargs):
+    await asyncio.sleep(1.0)
+    return await cleanup(*args, **kwargs)
+
+  monkeypatch.setattr(temporary_paths, "cleanup_temporary_paths", slow_cleanup)
   with checkpoints.TrainCheckpointer(directory) as ckpt:
     assert ckpt.all_steps() == [1]
     restored = ckpt.restore({"w": jax.ShapeDtypeStruct((256, 256), jnp.float32)})
