@@ -239,6 +239,15 @@ def sync_probability(cos: jax.Array, head_params: Any = None, head: SyncHead | N
   return jax.nn.sigmoid((head or SyncHead()).apply({"params": head_params}, cos))
 
 
+def _apply(expert: wav2lip.SyncNetColor, variables: dict, train: bool, *inputs: jax.Array,
+           method: str | None = None) -> tuple[Any, dict]:
+  """``(expert output, new batch_stats)``: batch statistics when ``train`` (``{}`` otherwise)."""
+  if train:
+    out, updates = expert.apply(variables, *inputs, method=method, train=True, mutable=["batch_stats"])
+    return out, updates["batch_stats"]
+  return expert.apply(variables, *inputs, method=method, train=False), {}
+
+
 def embed(expert: wav2lip.SyncNetColor, variables: dict, mel: jax.Array, face: jax.Array,
           train: bool) -> tuple[jax.Array, jax.Array, dict]:
   """``(audio_embedding, face_embedding, new batch_stats or {})``.
@@ -247,12 +256,7 @@ def embed(expert: wav2lip.SyncNetColor, variables: dict, mel: jax.Array, face: j
   audio embedding is then ``(B, P, 512)``, the face's ``(B, 512)`` computed once).
   """
   lead = mel.shape[:-3]
-  flat = mel.reshape((-1,) + mel.shape[-3:])
-  if train:
-    (a, v), updates = expert.apply(variables, flat, face, train=True, mutable=["batch_stats"])
-    stats = updates["batch_stats"]
-  else:
-    (a, v), stats = expert.apply(variables, flat, face, train=False), {}
+  (a, v), stats = _apply(expert, variables, train, mel.reshape((-1,) + mel.shape[-3:]), face)
   return a.reshape(lead + a.shape[-1:]), v, stats
 
 
@@ -266,21 +270,15 @@ def embed_hardest(expert: wav2lip.SyncNetColor, variables: dict, mel: jax.Array,
   the audio branch's BatchNorm statistics. Returns ``(audio (B, 1 + hard, D), face (B, D), new
   batch_stats or {}, labels (B, 1 + hard))``.
   """
-  def run(method: str, x: jax.Array) -> tuple[jax.Array, dict]:
-    if train:
-      y, updates = expert.apply(variables, x, method=method, train=True, mutable=["batch_stats"])
-      return y, updates["batch_stats"]
-    return expert.apply(variables, x, method=method, train=False), {}
-
   window = mel.shape[-3:]
-  a_all, _ = run("embed_audio", mel.reshape((-1,) + window))
+  a_all, _ = _apply(expert, variables, train, mel.reshape((-1,) + window), method="embed_audio")
   a_all = jax.lax.stop_gradient(a_all).reshape(mel.shape[:2] + a_all.shape[-1:])
-  v, face_stats = run("embed_face", face)
+  v, face_stats = _apply(expert, variables, train, face, method="embed_face")
   cos = pair_cosine(a_all[:, 1:], jax.lax.stop_gradient(v))                # (B, K)
   pick = jnp.argsort(-cos, axis=1)[:, :hard] + 1                             # (B, hard), highest first
   keep = jnp.concatenate([jnp.zeros_like(pick[:, :1]), pick], axis=1)        # (B, 1 + hard)
   kept = jnp.take_along_axis(mel, keep[:, :, None, None, None], axis=1)
-  a, audio_stats = run("embed_audio", kept.reshape((-1,) + window))
+  a, audio_stats = _apply(expert, variables, train, kept.reshape((-1,) + window), method="embed_audio")
   stats = {**face_stats, "audio_encoder": audio_stats["audio_encoder"]} if train else {}
   return a.reshape(kept.shape[:2] + a.shape[-1:]), v, stats, jnp.take_along_axis(labels, keep, axis=1)
 
