@@ -137,15 +137,20 @@ def test_balanced_mean_gives_each_class_half_the_weight():
   assert float(task.balanced_mean(jnp.array([1.0, 3.0]), jnp.array([1.0, 1.0]))) == pytest.approx(2.0)
 
 
+def _loss_and_grads(config, nets, variables, batch, train):
+  """The task's loss (and its gradients) on ``batch`` with the tiny expert's variables."""
+  (player,) = task.players(config, nets)
+  ctx = LossContext(batch_stats={"syncnet": variables["syncnet"]["batch_stats"]}, frozen={},
+                    batch=jax.tree.map(jnp.asarray, batch), rng=jax.random.PRNGKey(0), step=jnp.int32(0),
+                    weights={"bce": jnp.float32(1.0)}, carry={}, train=train)
+  fn = jax.jit(jax.value_and_grad(lambda p: player.loss_fn(p, ctx), has_aux=True))
+  return fn({"syncnet": variables["syncnet"]["params"]})
+
+
 def test_task_loss_equals_bce_on_the_cosine_computed_by_hand(tiny):
   (player,) = task.players(tiny.config, tiny.nets)
   assert player.networks == ("syncnet",) and tiny.config.loss.balance
-  params = {"syncnet": tiny.variables["syncnet"]["params"]}
-  stats = {"syncnet": tiny.variables["syncnet"]["batch_stats"]}
-  ctx = LossContext(batch_stats=stats, frozen={}, batch=jax.tree.map(jnp.asarray, tiny.batch),
-                    rng=jax.random.PRNGKey(0), step=jnp.int32(0), weights={"bce": jnp.float32(1.0)}, carry={},
-                    train=False)
-  loss, aux = jax.jit(lambda p: player.loss_fn(p, ctx))(params)
+  (loss, aux), _ = _loss_and_grads(tiny.config, tiny.nets, tiny.variables, tiny.batch, train=False)
   # By hand: the two embeddings (eval mode), their cosine, BCE.
   a, v = tiny.expert.embed_mels(tiny.batch["mel"]), tiny.expert.embed_faces(tiny.batch["faces"])
   cos = np.sum(a * v, -1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(v, axis=-1)
@@ -175,11 +180,7 @@ def test_task_loss_with_negatives_pairs_each_face_with_its_audio_windows(tiny):
   # init takes such a batch and builds the same variables.
   abstract = jax.eval_shape(lambda r: task.init(config, tiny.nets, r, batch), jax.random.PRNGKey(0))
   chex.assert_trees_all_equal_shapes(abstract, tiny.variables)
-  (player,) = task.players(config, tiny.nets)
-  ctx = LossContext(batch_stats={"syncnet": tiny.variables["syncnet"]["batch_stats"]}, frozen={},
-                    batch=jax.tree.map(jnp.asarray, batch), rng=jax.random.PRNGKey(0), step=jnp.int32(0),
-                    weights={"bce": jnp.float32(1.0)}, carry={}, train=False)
-  loss, aux = jax.jit(lambda p: player.loss_fn(p, ctx))({"syncnet": tiny.variables["syncnet"]["params"]})
+  (loss, aux), _ = _loss_and_grads(config, tiny.nets, tiny.variables, batch, train=False)
   v = tiny.expert.embed_faces(batch["faces"])                                  # (2, D)
   a = tiny.expert.embed_mels(batch["mel"].reshape(6, 80, 16, 1)).reshape(2, 3, -1)
   cos = np.einsum("bpd,bd->bp", a, v) / np.linalg.norm(a, axis=-1) / np.linalg.norm(v, axis=-1)[:, None]
@@ -197,15 +198,6 @@ def test_task_loss_with_negatives_pairs_each_face_with_its_audio_windows(tiny):
   results = dict(task.SyncEvaluator(ectx, num_batches=1).run(state))
   assert results["p_in_sync"] == pytest.approx(cos[:, 0].mean(), rel=1e-4)
   assert results["p_off_sync"] == pytest.approx(cos[:, 1].mean(), rel=1e-4)
-
-
-def _loss_and_grads(config, nets, variables, batch, train):
-  (player,) = task.players(config, nets)
-  ctx = LossContext(batch_stats={"syncnet": variables["syncnet"]["batch_stats"]}, frozen={},
-                    batch=jax.tree.map(jnp.asarray, batch), rng=jax.random.PRNGKey(0), step=jnp.int32(0),
-                    weights={"bce": jnp.float32(1.0)}, carry={}, train=train)
-  fn = jax.jit(jax.value_and_grad(lambda p: player.loss_fn(p, ctx), has_aux=True))
-  return fn({"syncnet": variables["syncnet"]["params"]})
 
 
 def test_hard_negatives_train_on_the_off_sync_windows_closest_to_the_face(tiny):
