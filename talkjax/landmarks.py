@@ -95,6 +95,17 @@ def inner_mouth_opening(landmarks: np.ndarray) -> np.ndarray:
   return np.linalg.norm(lm[..., INNER_LIP_TOP, :] - lm[..., INNER_LIP_BOTTOM, :], axis=-1)
 
 
+def mouth_shape(landmarks: np.ndarray) -> np.ndarray:
+  """``(..., 3)``: inner opening (13-14), outer opening (0-17) and width (61-291) of the mouth, per frame.
+
+  In the landmarks' units. The auxiliary target of the lip-sync expert's ``mouth`` loss
+  (:class:`talkjax.data.samplers.SyncNetSampler`); rotation-invariant and unchanged by a mirror flip.
+  """
+  lm = np.asarray(landmarks)
+  pairs = ((INNER_LIP_TOP, INNER_LIP_BOTTOM), (OUTER_LIP_TOP, OUTER_LIP_BOTTOM), (MOUTH_LEFT, MOUTH_RIGHT))
+  return np.stack([np.linalg.norm(lm[..., a, :] - lm[..., b, :], axis=-1) for a, b in pairs], axis=-1)
+
+
 # --- Sketches: IP_LAP's 125-edge drawing -----------------------------------------------------
 
 def _chain(points: tuple[int, ...]) -> list[tuple[int, int]]:

@@ -143,6 +143,52 @@ def test_syncnet_negatives_give_each_window_its_in_sync_and_k_off_sync_windows(d
     samplers.sampler("syncnet", data, negatives=-1)
 
 
+def _mouth_by_hand(points: np.ndarray, start: int) -> np.ndarray:
+  """The expert's mouth target of frames start .. start + 4 from (T, 131, 2) box-normalised landmarks."""
+  p = points[start:start + 5]
+  inner = np.hypot(*(p[:, lm.index_of(13)] - p[:, lm.index_of(14)]).T)
+  width = np.hypot(*(p[:, lm.index_of(61)] - p[:, lm.index_of(291)]).T)
+  return 30.0 * np.stack([inner, width - width.mean()], axis=-1)
+
+
+def test_syncnet_mouth_targets_are_the_mouth_shape_of_each_windows_frames(data, clip_mels):
+  smp = samplers.sampler("syncnet", data, min_shift=5, negatives=2, mouth=True)
+  assert smp.spec()["face_mouth"] == ((5, 2), np.float32)
+  assert smp.spec()["mel_mouth"] == ((3, 5, 2), np.float32)
+  openings = []
+  for k in range(6):
+    item = k % smp.num_items
+    ex = smp.example(item, np.random.default_rng([3, k]))
+    chex.assert_shape([ex["face_mouth"], ex["mel_mouth"]], [(5, 2), (3, 5, 2)])
+    openings.append(ex["mel_mouth"][..., 0])
+    t, at = _syncnet_positions(data, clip_mels, smp, item, ex)
+    points = data.segment(smp._items[item]).arrays["landmarks"].astype(np.float64) / data.settings["size"]
+    np.testing.assert_allclose(ex["face_mouth"], _mouth_by_hand(points, t), atol=1e-4)
+    for window, (u,) in zip(ex["mel_mouth"], at):   # each mel window's target: the frames it sounds for
+      np.testing.assert_allclose(window, _mouth_by_hand(points, u), atol=1e-4)
+    np.testing.assert_array_equal(ex["mel_mouth"][0], ex["face_mouth"])
+  # The synthetic mouth opens and closes: the inner opening is never negative and varies.
+  assert np.min(openings) >= 0 and np.std(openings) > 0.1
+  # One pair per window (negatives = 0): one target per mel window as well.
+  one = samplers.sampler("syncnet", data, mouth=True)
+  assert one.spec()["mel_mouth"] == ((5, 2), np.float32)
+  examples = [one.example(k % one.num_items, np.random.default_rng(k)) for k in range(8)]
+  positives = [ex for ex in examples if ex["label"] == 1.0]
+  assert 0 < len(positives) < len(examples)
+  for ex in positives:
+    np.testing.assert_array_equal(ex["mel_mouth"], ex["face_mouth"])
+  assert any(not np.array_equal(ex["mel_mouth"], ex["face_mouth"]) for ex in examples if ex["label"] == 0.0)
+  assert "face_mouth" not in samplers.sampler("syncnet", data).spec()
+
+
+def test_mouth_shape_is_unchanged_by_a_mirror_flip(data):
+  points = data.segment(0).arrays["landmarks"] / data.settings["size"]
+  shape = lm.mouth_shape(points)
+  chex.assert_shape(shape, (points.shape[0], 3))
+  np.testing.assert_allclose(lm.mouth_shape(samplers.flip_landmarks(points)), shape, atol=1e-6)
+  np.testing.assert_allclose(shape[:, 0], lm.inner_mouth_opening(points), atol=1e-7)
+
+
 def test_dck_pairs_share_pose_and_differ_in_speech(data, clip_mels):
   smp = samplers.sampler("dck_pairs", data, swap=True)
   assert smp.num_items == 4  # 2 train speakers x 2 pairs

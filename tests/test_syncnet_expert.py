@@ -137,14 +137,15 @@ def test_balanced_mean_gives_each_class_half_the_weight():
   assert float(task.balanced_mean(jnp.array([1.0, 3.0]), jnp.array([1.0, 1.0]))) == pytest.approx(2.0)
 
 
-def _loss_and_grads(config, nets, variables, batch, train):
-  """The task's loss (and its gradients) on ``batch`` with the tiny expert's variables."""
+def _loss_and_grads(config, nets, variables, batch, train, weights=None):
+  """The task's loss (and its gradients) on ``batch`` with the tiny expert's variables (and those of
+  the other networks of ``nets``)."""
   (player,) = task.players(config, nets)
   ctx = LossContext(batch_stats={"syncnet": variables["syncnet"]["batch_stats"]}, frozen={},
                     batch=jax.tree.map(jnp.asarray, batch), rng=jax.random.PRNGKey(0), step=jnp.int32(0),
-                    weights={"bce": jnp.float32(1.0)}, carry={}, train=train)
+                    weights=jax.tree.map(jnp.float32, weights or {"bce": 1.0}), carry={}, train=train)
   fn = jax.jit(jax.value_and_grad(lambda p: player.loss_fn(p, ctx), has_aux=True))
-  return fn({"syncnet": variables["syncnet"]["params"]})
+  return fn({name: variables[name]["params"] for name in player.networks})
 
 
 def test_task_loss_equals_bce_on_the_cosine_computed_by_hand(tiny):
@@ -251,6 +252,58 @@ def test_hard_negatives_config():
   for bad in (1.5, "one"):   # refused when the override is applied (the field is an integer)
     with pytest.raises(ConfigError, match="hard_negatives"):
       task.batch_spec(configs.get_config("syncnet:tiny", {"data.negatives": 3, "loss.hard_negatives": bad}))
+
+
+def test_mouth_loss_adds_the_probes_squared_errors_on_both_embeddings(tiny):
+  # loss_weights.mouth = w: linear read-outs of the 5 frames' mouth shape from each embedding.
+  config = configs.get_config("syncnet:tiny", {"model.width_divisor": DIV, "data.negatives": 1,
+                                               "data.mouth": True, "loss_weights.mouth": 0.5})
+  nets = task.networks(config)
+  assert set(nets) == {"syncnet", "mouth_probe"} and task.initial_weights(config) == {"bce": 1.0, "mouth": 0.5}
+  spec = task.batch_spec(config)
+  chex.assert_shape([spec["face_mouth"], spec["mel_mouth"]], [(5, 2), (2, 5, 2)])
+  rng = np.random.default_rng(12)
+  batch = {"faces": tiny.batch["faces"], "mel": rng.uniform(-4, 4, (4, 2, 80, 16, 1)).astype(np.float32),
+           "label": np.tile(np.array([1, 0], np.float32), (4, 1)),
+           "face_mouth": rng.normal(size=(4, 5, 2)).astype(np.float32),
+           "mel_mouth": rng.normal(size=(4, 2, 5, 2)).astype(np.float32)}
+  variables = jax.jit(lambda r: task.init(config, nets, r, {k: v[:1] for k, v in batch.items()}))(
+      jax.random.PRNGKey(0))
+  chex.assert_trees_all_equal_shapes(variables["syncnet"], tiny.variables["syncnet"])
+  variables = {**variables, "syncnet": tiny.variables["syncnet"]}
+  probe = variables["mouth_probe"]["params"]
+  chex.assert_shape([probe["audio"]["kernel"], probe["face"]["kernel"]], [(32, 10), (32, 10)])
+  weights = {"bce": 1.0, "mouth": 0.5}
+  (loss, aux), grads = _loss_and_grads(config, nets, variables, batch, train=False, weights=weights)
+  # By hand (eval mode): unit embeddings, their cosines and BCE, then each read-out's mean squared error.
+  v = tiny.expert.embed_faces(batch["faces"])
+  a = tiny.expert.embed_mels(batch["mel"].reshape(8, 80, 16, 1)).reshape(4, 2, -1)
+  v, a = v / np.linalg.norm(v, axis=-1, keepdims=True), a / np.linalg.norm(a, axis=-1, keepdims=True)
+  cos = np.einsum("bpd,bd->bp", a, v)
+  bce = 0.5 * -np.log(cos[:, 0]).mean() + 0.5 * -np.log(1 - cos[:, 1]).mean()
+  read = lambda x, p: x @ np.asarray(p["kernel"]) + np.asarray(p["bias"])
+  err_a = np.mean((read(a, probe["audio"]) - batch["mel_mouth"].reshape(4, 2, 10)) ** 2)
+  err_v = np.mean((read(v, probe["face"]) - batch["face_mouth"].reshape(4, 10)) ** 2)
+  assert float(aux.terms["mouth_audio"]) == pytest.approx(err_a, rel=1e-4)
+  assert float(aux.terms["mouth_face"]) == pytest.approx(err_v, rel=1e-4)
+  assert float(loss) == pytest.approx(bce + 0.5 * (err_a + err_v), rel=1e-4)
+  assert float(jnp.abs(grads["mouth_probe"]["face"]["kernel"]).max()) > 0
+  # The read-outs train the encoders: with the BCE switched off, both branches still get gradients.
+  _, grads = _loss_and_grads(config, nets, variables, batch, train=False, weights={"bce": 0.0, "mouth": 1.0})
+  g = grads["syncnet"]
+  assert float(jnp.abs(g["face_encoder_0"]["conv"]["kernel"]).max()) > 0
+  assert max(float(jnp.abs(x).max()) for x in jax.tree.leaves(g["audio_encoder"])) > 0
+
+
+def test_mouth_loss_config():
+  assert configs.get_config("syncnet").loss_weights.mouth == 0.0
+  assert "mouth_probe" not in task.networks(configs.get_config("syncnet:tiny"))
+  for overrides, match in (({"loss_weights.mouth": 1.0}, "needs config.data.mouth = True"),
+                           ({"loss_weights.mouth": -1.0, "data.mouth": True}, "a number >= 0"),
+                           ({"loss_weights.mouth": 1.0, "data.mouth": True, "data.negatives": 3,
+                             "loss.hard_negatives": 1}, "does not combine with config.loss.hard_negatives")):
+    with pytest.raises(ConfigError, match=match):
+      task.batch_spec(configs.get_config("syncnet:tiny", overrides))
 
 
 def test_corpus_override_reaches_the_embedded_corpus(monkeypatch):

@@ -24,6 +24,11 @@ LSE-C of the same clip with the audio 10 frames late on every held-out clip
 (full widths, batch 64, Adam 1e-4, one pair per window: Wav2Lip's ``color_syncnet_train.py``) needs
 a GPU.
 
+Auxiliary mouth-shape loss (session 8, BUILD_NOTES.md 5.2): ``--config.data.mouth=True
+--config.loss_weights.mouth=1.0 --config.data.corpus="{'speakers': 48, 'clips': 1}"
+--config.eval_every=500 --config.evals.lse.max_clips=8`` passed ``--check`` once (0.912, seed 0, 1027 s);
+not yet the ``runlocal`` default (one seed).
+
 Variants (comma-separated):
   ``runlocal``  reduced widths and steps on the small embedded corpus: the CPU budget run.
   ``wav2lip``   Wav2Lip's recipe unchanged (no balanced loss, lr 1e-4, no warm-up, any-shift
@@ -60,7 +65,8 @@ def get_config(arg=None):
       kind="corpus", root=None, cache_dir=None, preset="default", num_threads=2, prefetch=4,
       corpus=None,                        # overrides of the preset, e.g. "{'speakers': 24, 'clips': 1}"
       image_size=96, min_shift=5, flip=False, color_jitter=0.0,
-      negatives=0))                       # off-sync windows per face window; 0: Wav2Lip's one 50/50 pair
+      negatives=0,                        # off-sync windows per face window; 0: Wav2Lip's one 50/50 pair
+      mouth=False))                       # the mouth-shape targets of loss_weights.mouth
 
   c.model = ml_collections.ConfigDict(dict(
       width_divisor=1,        # 1: Wav2Lip's widths (a converted lipsync_expert.pth fits)
@@ -72,10 +78,11 @@ def get_config(arg=None):
       balance=True,           # mean of the per-class mean BCEs
       hard_negatives=0,       # > 0: keep the M off-sync candidates closest to the face (of data.negatives)
   ))
-  c.loss_weights = ml_collections.ConfigDict(dict(bce=1.0))
+  c.loss_weights = ml_collections.ConfigDict(dict(bce=1.0, mouth=0.0))
   c.optim = ml_collections.ConfigDict()
   c.optim.syncnet = ml_collections.ConfigDict(dict(name="adam", lr=1e-4, warmup_steps=1000))
   c.optim.sync_head = ml_collections.ConfigDict(dict(name="adam", lr=1e-3))
+  c.optim.mouth_probe = ml_collections.ConfigDict(dict(name="adam", lr=1e-3))
   c.evals = ml_collections.ConfigDict()
   c.evals.sync = ml_collections.ConfigDict(dict(type="sync", num_batches=16))
   c.evals.lse = ml_collections.ConfigDict(dict(type="lse", shift=10, max_clips=0))

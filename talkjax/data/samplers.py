@@ -235,6 +235,26 @@ class Wav2LipSampler(Sampler):
     }
 
 
+MOUTH_FEATURES = 2
+MOUTH_SCALE = 30.0
+
+
+def mouth_targets(points: np.ndarray, starts, length: int) -> np.ndarray:
+  """``(len(starts), length, 2)`` float32: the mouth shape on each window of frames, the expert's
+  auxiliary target.
+
+  From a segment's box-normalised landmarks ``(T, 131, 2)`` (:func:`talkjax.landmarks.mouth_shape`),
+  per frame of the windows ``s .. s + length - 1``: the inner opening (0 with closed lips, for every
+  speaker) and the width less its mean over the window (how the lips spread or round *during* the
+  window: a face seen for 5 frames shows that, not how wide this speaker's mouth is at rest), both
+  times ``MOUTH_SCALE`` (about unit range).
+  """
+  shape = lm.mouth_shape(points)[:, [0, 2]].astype(np.float32)
+  windows = np.stack([shape[int(s):int(s) + length] for s in starts])
+  windows[..., 1] -= windows[..., 1].mean(axis=1, keepdims=True)
+  return (windows * np.float32(MOUTH_SCALE)).astype(np.float32)
+
+
 class SyncNetSampler(Sampler):
   """Lip-sync expert training (Wav2Lip's ``color_syncnet_train.py``).
 
@@ -258,8 +278,10 @@ class SyncNetSampler(Sampler):
   name = "syncnet"
   requirement = "a second window start at least min_shift frames away"
 
-  def __init__(self, data, *, num_frames: int = T_WINDOW, min_shift: int = 5, negatives: int = 0, **kwargs):
+  def __init__(self, data, *, num_frames: int = T_WINDOW, min_shift: int = 5, negatives: int = 0,
+               mouth: bool = False, **kwargs):
     self.t = int(num_frames)
+    self.mouth = bool(mouth)
     if min_shift < 1:
       raise ConfigError(f"min_shift: expected >= 1 frame, got {min_shift}")
     if int(negatives) != negatives or negatives < 0:
@@ -278,8 +300,11 @@ class SyncNetSampler(Sampler):
   def spec(self):
     s, t = self.image_size, self.t
     pairs = (1 + self.negatives,) if self.negatives else ()
-    return {"faces": ((t, s - s // 2, s, 3), np.uint8), "mel": (pairs + (80, 16, 1), np.float32),
+    spec = {"faces": ((t, s - s // 2, s, 3), np.uint8), "mel": (pairs + (80, 16, 1), np.float32),
             "label": (pairs, np.float32)}
+    if self.mouth:
+      spec.update(face_mouth=((t, MOUTH_FEATURES), np.float32), mel_mouth=(pairs + (t, MOUTH_FEATURES), np.float32))
+    return spec
 
   def example(self, item, rng):
     i = self._items[item]
@@ -298,8 +323,14 @@ class SyncNetSampler(Sampler):
     frames = self._images(i, range(start, start + self.t), flip, factors)
     seg = self.data.segment(i)
     mels = np.stack([seg.mel_window(int(u), 0) for u in audio_at])
-    return {"faces": np.ascontiguousarray(frames[:, self.image_size // 2:]),
-            "mel": mels if self.negatives else mels[0], "label": label}
+    out = {"faces": np.ascontiguousarray(frames[:, self.image_size // 2:]),
+           "mel": mels if self.negatives else mels[0], "label": label}
+    if self.mouth:
+      windows = mouth_targets(seg.arrays["landmarks"] / np.float32(self.stored_size), audio_at, self.t)
+      face = windows[0] if audio_at[0] == start else mouth_targets(
+          seg.arrays["landmarks"] / np.float32(self.stored_size), [start], self.t)[0]
+      out.update(face_mouth=face, mel_mouth=windows if self.negatives else windows[0])
+    return out
 
 
 class DckPairsSampler(Sampler):
@@ -490,7 +521,8 @@ _IGNORED_KEYS = ("kind", "root", "cache_dir", "preset", "corpus")  # where the d
 _DATASET_KEYS = ("eval_fraction", "eval_speakers")
 _SAMPLER_KEYS = {
     "wav2lip": ("image_size", "flip", "color_jitter", "crop", "num_frames", "mel_offset"),
-    "syncnet": ("image_size", "flip", "color_jitter", "crop", "num_frames", "min_shift", "negatives"),
+    "syncnet": ("image_size", "flip", "color_jitter", "crop", "num_frames", "min_shift", "negatives",
+                "mouth"),
     "dck_pairs": ("image_size", "flip", "color_jitter", "crop", "mel_offset", "swap"),
     "landmarks": ("image_size", "flip", "num_frames", "num_references", "mel_offset"),
     "renderer": ("image_size", "flip", "color_jitter", "crop", "num_references", "mel_offset"),

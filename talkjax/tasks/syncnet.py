@@ -38,6 +38,11 @@ The knobs, all in the config:
   candidate is mostly an easy one. The logged training ``accuracy`` and ``p_off_sync`` are then those
   of the kept (hard) pairs; the ``sync`` evaluator still judges a random off-sync window.
 
+- ``loss_weights.mouth = w`` with ``data.mouth = True`` (auxiliary mouth-shape loss): linear read-outs
+  (``mouth_probe``, not exported) of each window's inner lip opening and in-window width change (from
+  the landmarks every preprocessed dataset has) from the face and from the audio embedding, trained
+  with weight ``w`` beside the BCE. BUILD_NOTES.md 5.2 (session 8) has the runs.
+
 Evaluators (``config.evals.<name>.type``): ``"sync"`` (held-out accuracy at threshold 0.5, BCE,
 balanced accuracy, ROC AUC, mean probability of in/off-sync pairs) and ``"lse"`` (LSE-C/LSE-D with the
 expert on every held-out clip, and the same clips with the audio shifted: the acceptance check).
@@ -69,11 +74,13 @@ from talkjax import checkpoints, losses
 from talkjax.errors import ConfigError
 from talkjax.metrics import sync_expert
 from talkjax.metrics.sync_expert import expert_face_input
+from talkjax.data.samplers import MOUTH_FEATURES
 from talkjax.models import wav2lip
 from talkjax.tasks import Aux, FrozenNet, LossContext, Player
 
 EXPERT = "syncnet"          # the trained network's name in the train state (and export)
 HEAD = "sync_head"          # the optional learnable scale/offset on the cosine
+MOUTH = "mouth_probe"       # the optional linear read-outs of the mouth shape (training only)
 T = wav2lip.SYNC_T
 SIZE = wav2lip.FACE_SIZE
 HEADS = ("cosine", "scaled")
@@ -98,6 +105,32 @@ class SyncHead(nn.Module):
     return jnp.exp(log_scale) * cos + bias       # the logit
 
 
+class MouthProbe(nn.Module):
+  """Linear read-outs of the 5 frames' mouth shape from the face and the audio embedding.
+
+  The auxiliary ``mouth`` loss (``loss_weights.mouth``): each embedding must tell how open and how wide
+  the mouth is on the frames it stands for (the ``syncnet`` sampler's ``face_mouth`` / ``mel_mouth``,
+  from the landmarks every preprocessed dataset has). Not part of the exported expert.
+  """
+  features: int
+
+  @nn.compact
+  def __call__(self, audio: jax.Array, face: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return nn.Dense(self.features, name="audio")(audio), nn.Dense(self.features, name="face")(face)
+
+
+def mouth_weight(config) -> float:
+  """``config.loss_weights.mouth`` (0: off); > 0 needs ``config.data.mouth``."""
+  w = config.loss_weights.get("mouth") or 0.0
+  if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+    raise ConfigError(f"config.loss_weights.mouth = {w!r}: the mouth-shape loss's weight, a number >= 0")
+  if w and not config.data.get("mouth"):
+    raise ConfigError("config.loss_weights.mouth > 0 needs config.data.mouth = True (the sampler's mouth targets)")
+  if w and hard_negatives(config):
+    raise ConfigError("config.loss_weights.mouth > 0 does not combine with config.loss.hard_negatives")
+  return float(w)
+
+
 def _check_config(config) -> None:
   size = int(config.data.get("image_size") or 0)
   if size != SIZE:
@@ -108,6 +141,7 @@ def _check_config(config) -> None:
   negatives(config)
   hard_negatives(config)
   audio_width_divisor(config)
+  mouth_weight(config)
   if config.loss.balance not in (True, False):
     raise ConfigError(f"config.loss.balance must be true or false, got {config.loss.balance!r}")
 
@@ -153,9 +187,13 @@ def batch_spec(config) -> dict[str, jax.ShapeDtypeStruct]:
   _check_config(config)
   k = negatives(config)
   pairs = (1 + k,) if k else ()
-  return {"faces": jax.ShapeDtypeStruct((T, SIZE - SIZE // 2, SIZE, 3), jnp.uint8),
+  spec = {"faces": jax.ShapeDtypeStruct((T, SIZE - SIZE // 2, SIZE, 3), jnp.uint8),
           "mel": jax.ShapeDtypeStruct(pairs + (80, 16, 1), jnp.float32),
           "label": jax.ShapeDtypeStruct(pairs, jnp.float32)}
+  if config.data.get("mouth"):
+    spec.update(face_mouth=jax.ShapeDtypeStruct((T, MOUTH_FEATURES), jnp.float32),
+                mel_mouth=jax.ShapeDtypeStruct(pairs + (T, MOUTH_FEATURES), jnp.float32))
+  return spec
 
 
 def networks(config) -> dict[str, nn.Module]:
@@ -164,6 +202,8 @@ def networks(config) -> dict[str, nn.Module]:
                                        audio_width_divisor=audio_width_divisor(config))}
   if config.model.head == "scaled":
     nets[HEAD] = SyncHead(scale_init=float(config.model.scale_init))
+  if mouth_weight(config):
+    nets[MOUTH] = MouthProbe(features=T * MOUTH_FEATURES)
   return nets
 
 
@@ -210,6 +250,9 @@ def init(config, nets, rng, batch):
   variables = {EXPERT: torch_default_init(abstract, rng)}
   if HEAD in nets:
     variables[HEAD] = nets[HEAD].init(rng, jnp.zeros((1,), jnp.float32))
+  if MOUTH in nets:
+    width = abstract["params"]["face_encoder_" + str(len(wav2lip.SYNCNET_FACE_ENCODER) - 1)]["conv"]["kernel"].shape[-1]
+    variables[MOUTH] = nets[MOUTH].init(rng, jnp.zeros((1, width)), jnp.zeros((1, width)))
   del config
   return variables
 
@@ -299,7 +342,8 @@ def players(config, nets) -> list[Player]:
   head = nets.get(HEAD)
   balance = bool(config.loss.balance)
   hard = hard_negatives(config)
-  owned = (EXPERT, HEAD) if head is not None else (EXPERT,)
+  probe = nets.get(MOUTH)
+  owned = (EXPERT,) + tuple(n for n in (HEAD, MOUTH) if n in nets)
 
   def loss_fn(params, ctx: LossContext):
     labels = ctx.batch["label"]
@@ -328,15 +372,25 @@ def players(config, nets) -> list[Player]:
         "p_off_sync": jnp.sum(p * (1 - y)) / jnp.maximum(jnp.sum(1 - y), 1.0),
         "cos_mean": jnp.mean(cos),
     }
+    total = ctx.weights["bce"] * objective
+    if probe is not None:
+      a_hat, v_hat = probe.apply({"params": params[MOUTH]}, a, v)
+      a_err = jnp.mean(jnp.square(a_hat - ctx.batch["mel_mouth"].reshape(a_hat.shape)))
+      v_err = jnp.mean(jnp.square(v_hat - ctx.batch["face_mouth"].reshape(v_hat.shape)))
+      terms.update(mouth_audio=a_err, mouth_face=v_err)
+      total = total + ctx.weights["mouth"] * (a_err + v_err)
     aux = Aux(terms=terms, batch_stats={EXPERT: stats} if stats else {},
               images={"faces": _preview(ctx.batch["faces"])})
-    return ctx.weights["bce"] * objective, aux
+    return total, aux
 
   return [Player("expert", owned, loss_fn)]
 
 
 def initial_weights(config) -> dict[str, float]:
-  return {"bce": float(config.loss_weights.bce)}
+  weights = {"bce": float(config.loss_weights.bce)}
+  if mouth_weight(config):
+    weights["mouth"] = mouth_weight(config)
+  return weights
 
 
 # --- Evaluators -------------------------------------------------------------------------------------------
